@@ -1,0 +1,5 @@
+import sys
+
+from gradrev._cli import main
+
+sys.exit(main())

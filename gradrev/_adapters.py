@@ -1,0 +1,213 @@
+"""One small adapter per framework, shared by ``gradrev check`` and the conformance suite.
+
+An adapter makes tensors from NumPy arrays, takes a vector-Jacobian product (eagerly or
+compiled) and converts back to NumPy, so that one test body reads the same for every
+backend. A framework is imported only when its adapter is built.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from gradrev import _reference
+
+Fn = Callable[[Any], Any]
+
+
+class TorchAdapter:
+    name = "torch"
+
+    def __init__(self) -> None:
+        import torch
+
+        self.torch = torch
+        from gradrev.backends import torch as ops
+
+        self.ops = ops
+
+    def has_gpu(self) -> bool:
+        return bool(self.torch.cuda.is_available())
+
+    def _device(self, device: str) -> str:
+        return "cuda" if device == "gpu" else "cpu"
+
+    def tensor(self, a: np.ndarray, device: str = "cpu") -> Any:
+        t = self.torch
+        if a.dtype == _reference.BFLOAT16:
+            out = t.from_numpy(a.view(np.int16).copy()).view(t.bfloat16)
+        else:
+            out = t.from_numpy(np.array(a))
+        return out.to(self._device(device))
+
+    def scalar(self, value: float, dtype: str, device: str = "cpu") -> Any:
+        return self.torch.tensor(
+            value, dtype=getattr(self.torch, dtype), device=self._device(device)
+        )
+
+    def numpy(self, t: Any) -> np.ndarray:
+        t = t.detach().cpu()
+        if t.dtype == self.torch.bfloat16:
+            return t.view(self.torch.int16).numpy().view(_reference.BFLOAT16)
+        return t.numpy()
+
+    def vjp(self, fn: Fn, x: Any, g: Any, compiled: bool = False) -> np.ndarray:
+        x = x.detach().requires_grad_(True)
+        if compiled:
+            self.torch._dynamo.reset()  # a fresh cache: never silently fall back to eager
+            fn = self.torch.compile(fn, fullgraph=True)
+        (gx,) = self.torch.autograd.grad(fn(x), x, g)
+        return self.numpy(gx)
+
+    def flushes_subnormals(self, device: str = "cpu") -> bool:
+        tiny = self.tensor(np.array([1e-40], np.float32), device)
+        return bool((tiny * 1.0).item() == 0.0)
+
+    def strided(self, x: Any) -> Any:
+        return x.T[::2]
+
+    def shares_memory(self, y: Any, x: Any) -> bool:
+        return bool(y.data_ptr() == x.data_ptr())
+
+    def lambda_grad(self, fn: Callable[[Any, Any], Any], x: Any, lam: Any) -> Any:
+        """Gradient of ``sum(fn(x, lam))`` with respect to ``lam`` (None when unconnected)."""
+        lam = lam.detach().requires_grad_(True)
+        out = fn(x.detach().requires_grad_(True), lam).sum()
+        return self.torch.autograd.grad(out, lam, allow_unused=True)[0]
+
+
+class JaxAdapter:
+    name = "jax"
+
+    def __init__(self) -> None:
+        import jax
+
+        jax.config.update("jax_enable_x64", True)  # float64 parity needs 64-bit arrays
+        self.jax = jax
+        self.jnp = jax.numpy
+        from gradrev.backends import jax as ops
+
+        self.ops = ops
+
+    def has_gpu(self) -> bool:
+        try:
+            return bool(self.jax.devices("gpu"))
+        except RuntimeError:
+            return False
+
+    def _device(self, device: str) -> Any:
+        return self.jax.devices("gpu" if device == "gpu" else "cpu")[0]
+
+    def tensor(self, a: np.ndarray, device: str = "cpu") -> Any:
+        return self.jax.device_put(np.array(a), self._device(device))
+
+    def scalar(self, value: float, dtype: str, device: str = "cpu") -> Any:
+        return self.jax.device_put(np.asarray(value, _reference.dtype(dtype)), self._device(device))
+
+    def numpy(self, t: Any) -> np.ndarray:
+        return np.asarray(t)
+
+    def vjp(self, fn: Fn, x: Any, g: Any, compiled: bool = False) -> np.ndarray:
+        def grad(x: Any, g: Any) -> Any:
+            _, pullback = self.jax.vjp(fn, x)
+            return pullback(g)[0]
+
+        if compiled:
+            grad = self.jax.jit(grad)
+        return self.numpy(grad(x, g))
+
+    def flushes_subnormals(self, device: str = "cpu") -> bool:
+        tiny = self.tensor(np.array([1e-40], np.float32), device)
+        return bool(np.asarray(tiny * np.float32(1.0))[0] == 0.0)
+
+    def strided(self, x: Any) -> Any:
+        return x.T[::2]
+
+    def shares_memory(self, y: Any, x: Any) -> bool:
+        return y is x or bool(y.unsafe_buffer_pointer() == x.unsafe_buffer_pointer())
+
+    def lambda_grad(self, fn: Callable[[Any, Any], Any], x: Any, lam: Any) -> Any:
+        return self.jax.grad(lambda lam: fn(x, lam).sum())(lam)
+
+
+class TensorFlowAdapter:
+    name = "tensorflow"
+
+    def __init__(self) -> None:
+        import tensorflow as tf
+
+        self.tf = tf
+        from gradrev.backends import tensorflow as ops
+
+        self.ops = ops
+
+    def has_gpu(self) -> bool:
+        return bool(self.tf.config.list_physical_devices("GPU"))
+
+    def _device(self, device: str) -> str:
+        return "/GPU:0" if device == "gpu" else "/CPU:0"
+
+    def tensor(self, a: np.ndarray, device: str = "cpu") -> Any:
+        with self.tf.device(self._device(device)):
+            return self.tf.identity(self.tf.constant(np.array(a)))
+
+    def scalar(self, value: float, dtype: str, device: str = "cpu") -> Any:
+        return self.tensor(np.asarray(value, _reference.dtype(dtype)), device)
+
+    def numpy(self, t: Any) -> np.ndarray:
+        return np.asarray(t.numpy())
+
+    def vjp(self, fn: Fn, x: Any, g: Any, compiled: bool = False) -> np.ndarray:
+        tf = self.tf
+
+        def grad(x: Any, g: Any) -> Any:
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                y = fn(x)
+            return tape.gradient(y, x, output_gradients=g)
+
+        if compiled:
+            grad = tf.function(grad, jit_compile=True)
+        return self.numpy(grad(x, g))
+
+    def flushes_subnormals(self, device: str = "cpu") -> bool:
+        tiny = self.tensor(np.array([1e-40], np.float32), device)
+        return bool((tiny * 1.0).numpy()[0] == 0.0)
+
+    def strided(self, x: Any) -> Any:
+        return self.tf.transpose(x)[::2]
+
+    def shares_memory(self, y: Any, x: Any) -> bool:
+        return self._address(y) == self._address(x)
+
+    def _address(self, t: Any) -> int:
+        # .numpy() may copy; a DLPack export exposes the tensor's own buffer.
+        to_dlpack = self.tf.experimental.dlpack.to_dlpack
+
+        class Exported:
+            def __dlpack__(self, **kwargs: Any) -> Any:
+                return to_dlpack(t)
+
+            def __dlpack_device__(self) -> tuple[int, int]:
+                return (1, 0)  # CPU
+
+        return int(np.from_dlpack(Exported()).ctypes.data)
+
+    def lambda_grad(self, fn: Callable[[Any, Any], Any], x: Any, lam: Any) -> Any:
+        lam = self.tf.Variable(lam)
+        with self.tf.GradientTape() as tape:
+            out = self.tf.reduce_sum(fn(x, lam))
+        return tape.gradient(out, lam)
+
+
+def devices(adapter: Any) -> list[str]:
+    return ["cpu", "gpu"] if adapter.has_gpu() else ["cpu"]
+
+
+ADAPTERS: dict[str, Any] = {
+    "torch": TorchAdapter,
+    "jax": JaxAdapter,
+    "tensorflow": TensorFlowAdapter,
+}

@@ -1,0 +1,61 @@
+"""Type-based dispatch for :func:`gradrev.reverse`. Imports no framework."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from gradrev import _lambda
+
+T = TypeVar("T")
+
+_SUPPORTED = "a torch.Tensor, a jax.Array or a tf.Tensor/tf.Variable"
+
+# type(x) -> backend reverse. Filled on first use of each type; later calls pay one lookup.
+_BACKEND_FOR_TYPE: dict[type, Callable[[Any, Any], Any]] = {}
+
+
+def reverse(x: T, lambda_: Any = 1.0) -> T:
+    """Identity forward; backward multiplies the incoming gradient by ``-lambda_``.
+
+    Contract: returns the same tensor type as ``x`` (a view or alias, never a copy);
+    the gradient equals PyTorch's ``grad * -lambda_`` bit for bit, in ``x``'s dtype.
+
+    >>> import torch, gradrev
+    >>> x = torch.ones(3, requires_grad=True)
+    >>> gradrev.reverse(x, 0.5).sum().backward()
+    >>> x.grad
+    tensor([-0.5000, -0.5000, -0.5000])
+    """
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.compiler.is_compiling():
+        # TorchDynamo guards every global it reads: a lookup in the cache would recompile
+        # the caller each time a new type is cached. Resolution alone is trace-constant.
+        return _find(x)(x, lambda_)  # type: ignore[no-any-return]
+    fn = _BACKEND_FOR_TYPE.get(type(x))
+    if fn is None:
+        fn = _BACKEND_FOR_TYPE[type(x)] = _find(x)
+    return fn(x, lambda_)  # type: ignore[no-any-return]
+
+
+def _find(x: Any) -> Callable[[Any, Any], Any]:
+    # A backend is a candidate only if the caller already imported its framework, so
+    # dispatch never imports one. Plain import statements (not importlib) keep this
+    # traceable by TorchDynamo and AutoGraph when the first call happens inside a trace.
+    if "torch" in sys.modules:
+        from gradrev.backends import torch as torch_backend
+
+        if torch_backend.is_tensor(x):
+            return torch_backend.reverse
+    if "jax" in sys.modules:
+        from gradrev.backends import jax as jax_backend
+
+        if jax_backend.is_tensor(x):
+            return jax_backend.reverse
+    if "tensorflow" in sys.modules:
+        from gradrev.backends import tensorflow as tensorflow_backend
+
+        if tensorflow_backend.is_tensor(x):
+            return tensorflow_backend.reverse
+    raise _lambda.wrong_input(x, "gradrev.reverse", _SUPPORTED)

@@ -1,0 +1,82 @@
+"""JAX backend: a ``jax.custom_vjp`` that reproduces the PyTorch arithmetic bit for bit."""
+
+from __future__ import annotations
+
+from typing import Any
+
+try:
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+except ImportError as e:  # pragma: no cover - exercised in a subprocess
+    raise ImportError('gradrev.backends.jax needs JAX: pip install "gradrev[jax]"') from e
+
+from gradrev import _lambda
+
+__all__ = ["is_tensor", "reverse"]
+
+_FRAMEWORK = "jax"
+_REDUCED = (jnp.dtype(jnp.float16), jnp.dtype(jnp.bfloat16))
+
+
+def is_tensor(x: Any) -> bool:
+    """Whether ``x`` is a tensor of this backend's framework (tracers under jit/vmap/grad included)."""
+    return isinstance(x, jax.Array)
+
+
+def reverse(x: jax.Array, lambda_: float | jax.Array = 1.0) -> jax.Array:
+    """Identity forward, gradient times ``-lambda_`` backward.
+
+    Contract: returns ``x`` itself; the only residual kept for backward is ``lambda_``.
+
+    >>> y = reverse(jnp.ones(3), 0.5)
+    """
+    if not isinstance(x, jax.Array):
+        raise _lambda.wrong_input(x, "gradrev.reverse", "a jax.Array")
+    if not jnp.issubdtype(x.dtype, jnp.inexact):
+        _neg_lambda(lambda_, jnp.dtype(jnp.float32))  # still reject a bad λ
+        return x  # integers and bools carry no gradient: pass through untouched
+    return _reverse(x, _neg_lambda(lambda_, _opmath(x.dtype)))
+
+
+@jax.custom_vjp
+def _reverse(x: jax.Array, neg_lambda: jax.Array) -> jax.Array:
+    return x
+
+
+def _reverse_fwd(x: jax.Array, neg_lambda: jax.Array) -> tuple[jax.Array, jax.Array]:
+    # The primal output goes through the reversal again. Returning plain ``x`` here would
+    # tell an outer differentiation (grad of grad) that dR/dx = +1 instead of -λ.
+    return _reverse(x, neg_lambda), neg_lambda
+
+
+def _reverse_bwd(neg_lambda: jax.Array, g: jax.Array) -> tuple[jax.Array, None]:
+    return scale(g, neg_lambda), None
+
+
+_reverse.defvjp(_reverse_fwd, _reverse_bwd)
+
+
+def scale(g: jax.Array, neg_lambda: jax.Array) -> jax.Array:
+    """``g * neg_lambda`` computed in PyTorch's opmath (float32 for float16 and bfloat16)."""
+    if g.dtype in _REDUCED:
+        return (g.astype(jnp.float32) * neg_lambda).astype(g.dtype)
+    return g * neg_lambda
+
+
+def _opmath(dtype: Any) -> Any:
+    """The real dtype λ is rounded to before the multiply, as PyTorch's opmath does."""
+    dtype = jnp.dtype(dtype)
+    if dtype in _REDUCED:
+        return jnp.dtype(jnp.float32)
+    return jnp.finfo(dtype).dtype  # type: ignore[no-untyped-call]  # complex: the real dtype
+
+
+def _neg_lambda(lambda_: Any, dtype: Any) -> jax.Array:
+    if isinstance(lambda_, jax.Array):
+        if lambda_.ndim != 0:
+            raise _lambda.not_scalar(lambda_, "gradrev.reverse", _FRAMEWORK)
+        if not jnp.issubdtype(lambda_.dtype, jnp.floating):
+            raise _lambda.not_floating(lambda_, "gradrev.reverse", _FRAMEWORK)
+        return (-lambda_).astype(dtype)
+    return jnp.asarray(np.asarray(-_lambda.as_float(lambda_, "gradrev.reverse", _FRAMEWORK), dtype))

@@ -1,0 +1,86 @@
+"""PyTorch backend. Its arithmetic is canonical: the other backends reproduce it bit for bit."""
+
+from __future__ import annotations
+
+from typing import Any
+
+try:
+    import torch
+except ImportError as e:  # pragma: no cover - exercised in a subprocess
+    raise ImportError('gradrev.backends.torch needs PyTorch: pip install "gradrev[torch]"') from e
+
+from gradrev import _lambda
+
+__all__ = ["GradReverse", "is_tensor", "reverse"]
+
+_FRAMEWORK = "torch"
+_REDUCED = (torch.float16, torch.bfloat16)
+
+
+def is_tensor(x: Any) -> bool:
+    """Whether ``x`` is a tensor of this backend's framework (subclasses and Parameters included)."""
+    return isinstance(x, torch.Tensor)
+
+
+def reverse(x: torch.Tensor, lambda_: float | torch.Tensor = 1.0) -> torch.Tensor:
+    """Identity forward, gradient times ``-lambda_`` backward.
+
+    Contract: returns a zero-copy view of ``x``; only ``lambda_`` is kept for backward.
+
+    >>> y = reverse(torch.ones(3, requires_grad=True), 0.5)
+    """
+    if not isinstance(x, torch.Tensor):
+        raise _lambda.wrong_input(x, "gradrev.reverse", "a torch.Tensor")
+    lam = _check_lambda(lambda_)
+    if not (x.is_floating_point() or x.is_complex()):
+        return x  # integers and bools carry no gradient: pass through untouched
+    return GradReverse.apply(x, lam)  # type: ignore[no-untyped-call,no-any-return]
+
+
+class GradReverse(torch.autograd.Function):
+    """The autograd Function behind :func:`reverse`: ``apply(x, lambda_)``.
+
+    ``lambda_`` is a finite float or a detached 0-d floating tensor.
+    """
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(x: torch.Tensor, lambda_: float | torch.Tensor) -> torch.Tensor:
+        return x.view_as(x)
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Any) -> None:
+        _, lambda_ = inputs
+        if isinstance(lambda_, torch.Tensor):
+            ctx.save_for_backward(lambda_)
+            ctx.lambda_ = None
+        else:
+            ctx.lambda_ = lambda_
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        lambda_ = ctx.lambda_ if ctx.lambda_ is not None else ctx.saved_tensors[0]
+        return scale(grad, lambda_), None
+
+
+def scale(grad: torch.Tensor, lambda_: float | torch.Tensor) -> torch.Tensor:
+    """``grad * -lambda_`` with PyTorch's opmath rounding, for a float or a 0-d tensor λ."""
+    if not isinstance(lambda_, torch.Tensor):
+        return grad * -lambda_  # the canonical definition
+    # A 0-d tensor on an accelerator is rounded to grad's dtype before the multiply;
+    # a Python float is not. Spell out opmath so both forms of λ give the same bits.
+    if grad.dtype in _REDUCED:
+        return (grad.float() * -lambda_.float()).to(grad.dtype)
+    real = grad.real.dtype if grad.is_complex() else grad.dtype
+    return grad * -lambda_.to(real)
+
+
+def _check_lambda(lambda_: Any) -> float | torch.Tensor:
+    if isinstance(lambda_, torch.Tensor):
+        if lambda_.ndim != 0:
+            raise _lambda.not_scalar(lambda_, "gradrev.reverse", _FRAMEWORK)
+        if not lambda_.is_floating_point():
+            raise _lambda.not_floating(lambda_, "gradrev.reverse", _FRAMEWORK)
+        return lambda_.detach()
+    return _lambda.as_float(lambda_, "gradrev.reverse", _FRAMEWORK)

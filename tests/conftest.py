@@ -1,0 +1,88 @@
+"""Backend and device selection for the shared conformance suite.
+
+GRADREV_TEST_BACKENDS=torch,jax selects backends. A selected backend that is not installed
+fails the run; with the variable unset, a missing backend is skipped and the skip says why.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import os
+from typing import Any
+
+import pytest
+
+from gradrev._adapters import ADAPTERS
+
+BACKENDS = tuple(ADAPTERS)
+DEVICES = ("cpu", "gpu")
+_MODULE = {"torch": "torch", "jax": "jax", "tensorflow": "tensorflow"}
+
+
+def requested_backends() -> tuple[str, ...] | None:
+    raw = os.environ.get("GRADREV_TEST_BACKENDS", "").strip()
+    if not raw:
+        return None
+    names = tuple(n.strip() for n in raw.split(",") if n.strip())
+    unknown = sorted(set(names) - set(BACKENDS))
+    if unknown:
+        raise pytest.UsageError(
+            f"GRADREV_TEST_BACKENDS names unknown backends {unknown}; known: {list(BACKENDS)}"
+        )
+    return names
+
+
+def installed(name: str) -> bool:
+    return importlib.util.find_spec(_MODULE[name]) is not None
+
+
+def _backend_param(name: str) -> Any:
+    requested = requested_backends()
+    if requested is not None and name not in requested:
+        reason = f"{name} not in GRADREV_TEST_BACKENDS={','.join(requested)}"
+        return pytest.param(name, marks=pytest.mark.skip(reason=reason))
+    if requested is None and not installed(name):
+        reason = f'{name} is not installed (pip install "gradrev[{name}]")'
+        return pytest.param(name, marks=pytest.mark.skip(reason=reason))
+    return name  # selected: if it is missing, the adapter import fails the test loudly
+
+
+@functools.cache
+def adapter_for(name: str) -> Any:
+    return ADAPTERS[name]()
+
+
+@pytest.fixture(params=[_backend_param(n) for n in BACKENDS])
+def backend(request: pytest.FixtureRequest) -> Any:
+    """The backend under test, as an adapter (see gradrev/_adapters.py)."""
+    return adapter_for(request.param)
+
+
+@pytest.fixture(params=DEVICES)
+def device(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture(params=[False, True], ids=["eager", "compiled"])
+def compiled(request: pytest.FixtureRequest) -> bool:
+    return bool(request.param)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "gpu: runs on an accelerator; skipped where none is visible")
+    config.addinivalue_line("markers", "slow: compiles or spawns processes")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        params = getattr(item, "callspec", None)
+        params = params.params if params else {}
+        if params.get("device") != "gpu":
+            continue
+        item.add_marker(pytest.mark.gpu)
+        name = params.get("backend")
+        if name is None or item.get_closest_marker("skip"):
+            continue
+        if not installed(name) or not adapter_for(name).has_gpu():
+            item.add_marker(pytest.mark.skip(reason=f"no GPU visible to {name}"))

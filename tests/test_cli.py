@@ -1,0 +1,49 @@
+"""``python -m gradrev check`` and ``info`` as a user runs them."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import installed
+
+
+def gradrev_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    return subprocess.run(
+        [sys.executable, "-m", "gradrev", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+
+
+def test_check_writes_json_and_exits_zero(tmp_path: Path) -> None:
+    out = tmp_path / "check.json"
+    proc = gradrev_cli("check", "--json", str(out))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    report = json.loads(out.read_text())
+    assert report["ok"] is True
+    backends = {r["backend"] for r in report["results"]}
+    assert backends == {n for n in ("torch", "jax", "tensorflow") if installed(n)}
+    row = report["results"][0]
+    assert {"backend", "device", "dtype", "lambda", "match"} <= row.keys()
+    assert {r["dtype"] for r in report["results"]} >= {"float16", "float32", "float64"}
+    assert "bit-exact" in proc.stdout
+
+
+def test_check_rejects_unknown_backend() -> None:
+    proc = gradrev_cli("check", "--backends", "mxnet")
+    assert proc.returncode == 2
+    assert "unknown backends ['mxnet']" in proc.stdout
+
+
+def test_info_lists_each_backend() -> None:
+    proc = gradrev_cli("info")
+    assert proc.returncode == 0, proc.stderr
+    for name in ("torch", "jax", "tensorflow"):
+        assert name in proc.stdout
