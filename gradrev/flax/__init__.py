@@ -1,0 +1,1 @@
+"""Flax layers: ``gradrev.flax.nnx.GradientReversal`` and ``gradrev.flax.linen.GradientReversal``."""
