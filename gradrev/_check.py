@@ -11,7 +11,7 @@ from gradrev import _reference
 from gradrev._adapters import ADAPTERS, devices
 
 DTYPES = ("float16", "bfloat16", "float32", "float64")
-LAMBDAS = (1.0, 0.0, -0.7, 0.3, 2.5)
+LAMBDAS = (1.0, 0.0, -0.0, -0.7, 0.3, 2.5)
 
 
 def installed_backends() -> list[str]:

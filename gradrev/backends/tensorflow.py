@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 try:
+    import numpy as np
     import tensorflow as tf
+    from tensorflow.python.eager import record as _record
 except ImportError as e:  # pragma: no cover - exercised in a subprocess
     raise ImportError(
         'gradrev.backends.tensorflow needs TensorFlow: pip install "gradrev[tensorflow]"'
@@ -37,7 +39,8 @@ def reverse(x: tf.Tensor, lambda_: float | tf.Tensor = 1.0) -> tf.Tensor:
     if not (x.dtype.is_floating or x.dtype.is_complex):
         _neg_lambda(lambda_, tf.float32)  # still reject a bad λ
         return x  # integers and bools carry no gradient: pass through untouched
-    return _reverse(x, _neg_lambda(lambda_, _opmath(x.dtype)))
+    neg_lambda = _neg_lambda(lambda_, _opmath(x.dtype))
+    return _record_for_tapes(_reverse(x, neg_lambda), x, neg_lambda)
 
 
 @tf.custom_gradient  # type: ignore[untyped-decorator]
@@ -46,6 +49,23 @@ def _reverse(x: tf.Tensor, neg_lambda: tf.Tensor) -> Any:
         return scale(g, neg_lambda), None
 
     return tf.identity(x), grad
+
+
+def _record_for_tapes(y: tf.Tensor, x: tf.Tensor, neg_lambda: tf.Tensor) -> tf.Tensor:
+    """Re-record ``y = R(x)`` for GradientTapes and ForwardAccumulators.
+
+    This is gradrev's one use of a private TensorFlow API (``tensorflow.python.eager.record``).
+    ``tf.custom_gradient`` alone serves backprop, but a ForwardAccumulator takes the tangent
+    of the identity inside it (+t) and silently ignores the custom gradient. Here the output
+    is a fresh alias recorded with the reversed backward function, from which tapes get
+    -λ·g and accumulators derive -λ·t (by transposing it), eagerly and in tf.function.
+    ``_reverse`` still carries the graph-level gradient override that symbolic gradients of
+    a traced function use.
+    """
+    with _record.stop_recording():
+        out = tf.identity(y)
+    _record.record_operation("GradReverse", [out], [x], lambda g: [scale(g, neg_lambda)])
+    return out
 
 
 def scale(g: tf.Tensor, neg_lambda: tf.Tensor) -> tf.Tensor:
@@ -71,4 +91,7 @@ def _neg_lambda(lambda_: Any, dtype: tf.DType) -> tf.Tensor:
         if not lambda_.dtype.is_floating:
             raise _lambda.not_floating(lambda_, "gradrev.reverse", _FRAMEWORK)
         return tf.cast(-tf.stop_gradient(tf.convert_to_tensor(lambda_)), dtype)
-    return tf.constant(-_lambda.as_float(lambda_, "gradrev.reverse", _FRAMEWORK), dtype)
+    value = -_lambda.as_float(lambda_, "gradrev.reverse", _FRAMEWORK)
+    # Via NumPy: TensorFlow's eager cache of scalar constants keys on the Python value, and
+    # 0.0 == -0.0, so tf.constant(-0.0) can return a cached +0.0 and flip the zeros' signs.
+    return tf.constant(np.asarray(value, dtype.as_numpy_dtype))

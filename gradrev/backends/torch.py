@@ -6,6 +6,7 @@ from typing import Any
 
 try:
     import torch
+    from torch.autograd import forward_ad
 except ImportError as e:  # pragma: no cover - exercised in a subprocess
     raise ImportError('gradrev.backends.torch needs PyTorch: pip install "gradrev[torch]"') from e
 
@@ -34,6 +35,10 @@ def reverse(x: torch.Tensor, lambda_: float | torch.Tensor = 1.0) -> torch.Tenso
     lam = _check_lambda(lambda_)
     if not (x.is_floating_point() or x.is_complex()):
         return x  # integers and bools carry no gradient: pass through untouched
+    if torch.compiler.is_compiling():
+        return _GradReverseCompiled.apply(x, lam)  # type: ignore[no-untyped-call,no-any-return]
+    if forward_ad._current_level >= 0:
+        return _GradReverseDual.apply(x, lam)  # type: ignore[no-untyped-call,no-any-return]
     return GradReverse.apply(x, lam)  # type: ignore[no-untyped-call,no-any-return]
 
 
@@ -54,6 +59,7 @@ class GradReverse(torch.autograd.Function):
         _, lambda_ = inputs
         if isinstance(lambda_, torch.Tensor):
             ctx.save_for_backward(lambda_)
+            ctx.save_for_forward(lambda_)
             ctx.lambda_ = None
         else:
             ctx.lambda_ = lambda_
@@ -62,6 +68,34 @@ class GradReverse(torch.autograd.Function):
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
         lambda_ = ctx.lambda_ if ctx.lambda_ is not None else ctx.saved_tensors[0]
         return scale(grad, lambda_), None
+
+    @staticmethod
+    def jvp(ctx: Any, x_tangent: torch.Tensor, lambda_tangent: Any) -> torch.Tensor:
+        # Forward mode (torch.func.jvp, torch.autograd.forward_ad): the tangent is -λ·t.
+        lambda_ = ctx.lambda_ if ctx.lambda_ is not None else ctx.saved_tensors[0]
+        return scale(x_tangent, lambda_)
+
+
+class _GradReverseCompiled(GradReverse):
+    """GradReverse without ``jvp``, used while TorchDynamo traces.
+
+    Dynamo (torch 2.13) refuses to trace an autograd.Function that defines ``jvp``, so
+    forward-mode AD is available eagerly but not inside ``torch.compile``.
+    """
+
+    jvp = torch.autograd.Function.jvp  # type: ignore[assignment]
+
+
+class _GradReverseDual(GradReverse):
+    """GradReverse that copies, used inside ``torch.autograd.forward_ad.dual_level``.
+
+    There, autograd requires the tangent of a view to be a view of the input's tangent,
+    which a tangent scaled by -λ cannot be. (``torch.func.jvp`` has no such rule.)
+    """
+
+    @staticmethod
+    def forward(x: torch.Tensor, lambda_: float | torch.Tensor) -> torch.Tensor:
+        return x.clone()
 
 
 def scale(grad: torch.Tensor, lambda_: float | torch.Tensor) -> torch.Tensor:
