@@ -1,4 +1,4 @@
-"""The ``gradrev`` command line: ``check`` and ``info``."""
+"""The ``gradrev`` command line: ``demo``, ``check`` and ``info``."""
 
 from __future__ import annotations
 
@@ -22,11 +22,99 @@ def main(argv: list[str] | None = None) -> int:
         "--backends", help="comma-separated subset of torch,jax,tensorflow (default: installed)"
     )
     sub.add_parser("info", help="versions and devices of the installed backends")
+    demo = sub.add_parser("demo", help="DANN on the inter-twinning moons, in every framework")
+    _demo_options(demo)
     args = parser.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter
     if args.command == "check":
         return _check(args)
+    if args.command == "demo":
+        return _demo(args)
     return _info()
+
+
+def _demo_options(parser: argparse.ArgumentParser) -> None:
+    from gradrev.demo import Config
+
+    d = Config()
+    parser.add_argument("--backends", help="comma-separated subset of torch,jax,tensorflow")
+    parser.add_argument("--seeds", type=int, default=d.seeds, help=f"default {d.seeds}")
+    parser.add_argument("--steps", type=int, default=d.steps, help=f"default {d.steps}")
+    parser.add_argument("--out", default="demo-out", help="folder for the figure")
+    parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    parser.add_argument("--lr", type=float, default=d.lr, help=f"Adam step size, default {d.lr}")
+    parser.add_argument("--lambda-max", type=float, default=d.lambda_max)
+    parser.add_argument("--gamma", type=float, default=d.gamma, help="DANN schedule steepness")
+    parser.add_argument("--hidden", type=int, default=d.hidden, help="hidden units per layer")
+    parser.add_argument("--batch-size", type=int, default=d.batch_size)
+    parser.add_argument("--dtype", choices=["float64", "float32"], default=d.dtype)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from gradrev import demo
+    from gradrev.demo import report
+
+    backends = args.backends.split(",") if args.backends else demo.installed_backends()
+    unknown = sorted(set(backends) - set(demo.BACKENDS))
+    missing = sorted(set(backends) - set(demo.installed_backends()) - set(unknown))
+    if unknown or missing or not backends:
+        print(
+            f"gradrev demo: unknown backends {unknown}, not installed {missing}; "
+            f'accepted: {list(demo.BACKENDS)} (pip install "gradrev[all,demo]")'
+        )
+        return 2
+    for name, value in (
+        ("--seeds", args.seeds),
+        ("--steps", args.steps),
+        ("--hidden", args.hidden),
+        ("--batch-size", args.batch_size),
+    ):
+        if value < 1:
+            print(f"gradrev demo: {name} must be a positive integer, got {value}")
+            return 2
+    config = demo.Config(
+        seeds=args.seeds,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        hidden=args.hidden,
+        lr=args.lr,
+        lambda_max=args.lambda_max,
+        gamma=args.gamma,
+        dtype=args.dtype,
+    )
+    with _progress(len(backends) * config.seeds * 2 * config.steps) as advance:
+        result = demo.run(config, backends, progress=advance)
+    print(report.tables(result))
+    plot = report.figure(result, Path(args.out) / "dann_moons.png")
+    result["plot"] = str(plot)
+    print(f"figure: {plot}")
+    if args.json:
+        report.write_json(result, Path(args.json))
+    return 0
+
+
+def _progress(total: int) -> Any:
+    """A rich progress bar if rich is installed, else nothing."""
+    import contextlib
+
+    try:
+        from rich.progress import Progress
+    except ImportError:
+        return contextlib.nullcontext(None)
+
+    @contextlib.contextmanager
+    def bar() -> Any:
+        with Progress(transient=True) as progress:
+            task = progress.add_task("training", total=total)
+
+            def advance(backend: str, steps: int) -> None:
+                progress.update(task, advance=steps, description=f"training {backend}")
+
+            yield advance
+
+    return bar()
 
 
 def _check(args: argparse.Namespace) -> int:
