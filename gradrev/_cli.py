@@ -1,4 +1,4 @@
-"""The ``gradrev`` command line: ``demo``, ``check`` and ``info``."""
+"""The ``gradrev`` command line: ``demo``, ``check``, ``bench`` and ``info``."""
 
 from __future__ import annotations
 
@@ -24,13 +24,39 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("info", help="versions and devices of the installed backends")
     demo = sub.add_parser("demo", help="DANN on the inter-twinning moons, in every framework")
     _demo_options(demo)
-    args = parser.parse_args(argv)
+    sub.add_parser("bench", help="run benchmarks/bench.py (options passed on, e.g. --quick)")
+    args, rest = parser.parse_known_args(argv)
+    if rest and args.command != "bench":
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter
     if args.command == "check":
         return _check(args)
     if args.command == "demo":
         return _demo(args)
+    if args.command == "bench":
+        return _bench(rest)
     return _info()
+
+
+def _bench(args: list[str]) -> int:
+    import runpy
+    from pathlib import Path
+
+    candidates = [Path.cwd() / "benchmarks" / "bench.py"]
+    candidates.append(Path(__file__).resolve().parent.parent / "benchmarks" / "bench.py")
+    script = next((p for p in candidates if p.is_file()), None)
+    if script is None:
+        print(
+            "gradrev bench: benchmarks/bench.py not found; it ships with the source, not the "
+            "wheel: run it from a clone of the repository"
+        )
+        return 2
+    sys.argv = [str(script), *args]
+    try:
+        runpy.run_path(str(script), run_name="__main__")
+    except SystemExit as e:
+        return int(e.code or 0)
+    return 0
 
 
 def _demo_options(parser: argparse.ArgumentParser) -> None:

@@ -29,7 +29,9 @@ def as_float(lambda_: Any, where: str, framework: str) -> float:
             f"got {describe(lambda_)}"
         )
     value = float(lambda_)
-    if not math.isfinite(value):
+    # Comparisons, not math.isfinite: torch.compile turns a Python float that changes
+    # between calls into a symbolic float, which compares (as a guard) but has no isfinite.
+    if not -math.inf < value < math.inf:
         raise ValueError(
             f"{where}: lambda_ must be finite, got {value!r}; "
             "a NaN or infinite λ would silently poison every gradient"

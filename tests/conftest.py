@@ -72,6 +72,9 @@ def compiled(request: pytest.FixtureRequest) -> bool:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "gpu: runs on an accelerator; skipped where none is visible")
     config.addinivalue_line("markers", "slow: compiles or spawns processes")
+    config.addinivalue_line(
+        "markers", "distributed: DDP/FSDP, JAX sharding, tf.distribute (select with -m distributed)"
+    )
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from conftest import installed
 
 
@@ -47,3 +48,17 @@ def test_info_lists_each_backend() -> None:
     assert proc.returncode == 0, proc.stderr
     for name in ("torch", "jax", "tensorflow"):
         assert name in proc.stdout
+
+
+@pytest.mark.slow
+def test_bench_quick_writes_json(tmp_path: Path) -> None:
+    """The benchmark runs end to end (no timing is asserted: speed lives in the benchmark)."""
+    out = tmp_path / "bench.json"
+    proc = gradrev_cli("bench", "--quick", "--json", str(out))
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    report = json.loads(out.read_text())
+    sections = {r["section"].split(",")[0] for r in report["rows"]}
+    assert {"dispatch: gradrev.reverse vs the backend function"} <= sections
+    saved = [r for r in report["rows"] if r["case"] == "gradrev" and r["unit"] == "bytes"]
+    assert saved and saved[0]["value"] == 0  # nothing saved for backward: a property, not a timing
+    assert "cpu" in report["machine"] or "processor" in report["machine"]

@@ -39,6 +39,18 @@ def test_torch_compile_fullgraph_one_graph_across_lambdas() -> None:
     assert counter.frame_count == 1
 
 
+@pytest.mark.slow
+def test_torch_compile_with_changing_python_float_lambda() -> None:
+    """A changing Python float becomes a symbolic float under torch.compile; it still works."""
+    torch = pytest.importorskip("torch")
+    torch._dynamo.reset()
+    step = torch.compile(lambda x, lam: (gradrev.reverse(x, lam) * 2).sum(), fullgraph=True)
+    for value in (0.3, 0.5, -1.0, 2.0):
+        x = torch.ones(4, requires_grad=True)
+        step(x, value).backward()
+        assert torch.equal(x.grad, torch.full((4,), -2 * torch.tensor(value).item()))
+
+
 def test_torch_parameter_and_subclass() -> None:
     torch = pytest.importorskip("torch")
     p = torch.nn.Parameter(torch.ones(3))

@@ -6,6 +6,7 @@ from typing import Any
 
 try:
     import torch
+    from torch._functorch.utils import unwrap_dead_wrappers
     from torch.autograd import forward_ad
 except ImportError as e:  # pragma: no cover - exercised in a subprocess
     raise ImportError('gradrev.backends.torch needs PyTorch: pip install "gradrev[torch]"') from e
@@ -39,7 +40,12 @@ def reverse(x: torch.Tensor, lambda_: float | torch.Tensor = 1.0) -> torch.Tenso
         return _GradReverseCompiled.apply(x, lam)  # type: ignore[no-untyped-call,no-any-return]
     if forward_ad._current_level >= 0:
         return _GradReverseDual.apply(x, lam)  # type: ignore[no-untyped-call,no-any-return]
-    return GradReverse.apply(x, lam)  # type: ignore[no-untyped-call,no-any-return]
+    if torch._C._are_functorch_transforms_active():
+        return GradReverse.apply(x, lam)  # type: ignore[no-untyped-call,no-any-return]
+    # Outside torch.func transforms, Function.apply only binds default arguments through
+    # inspect.signature (about 15 µs per call for the setup_context form) and then makes
+    # this very call. Skipping the binding makes the forward 4x cheaper.
+    return _apply_eagerly(*unwrap_dead_wrappers((x, lam)))  # type: ignore[no-untyped-call,no-any-return]
 
 
 class GradReverse(torch.autograd.Function):
@@ -96,6 +102,9 @@ class _GradReverseDual(GradReverse):
     @staticmethod
     def forward(x: torch.Tensor, lambda_: float | torch.Tensor) -> torch.Tensor:
         return x.clone()
+
+
+_apply_eagerly = super(torch.autograd.Function, GradReverse).apply
 
 
 def scale(grad: torch.Tensor, lambda_: float | torch.Tensor) -> torch.Tensor:
