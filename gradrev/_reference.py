@@ -43,11 +43,11 @@ def reverse_grad(g: np.ndarray, lam: float, *, flush_subnormals: bool = False) -
     neg = np.asarray(-lam, dtype=finfo(op).dtype)  # λ is real even for complex g
     go = g.astype(op)
     if flush_subnormals:  # denormals-are-zero applies to both operands
-        go, neg = _flush(go), _flush(neg)
+        go, neg = flush(go), flush(neg)
     with np.errstate(all="ignore"):
         out = go * neg
         if flush_subnormals:
-            out = _flush(out)
+            out = flush(out)
         return out.astype(g.dtype)
 
 
@@ -66,10 +66,11 @@ def same_bits(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return equal | (np.isnan(a.astype(np.float64)) & np.isnan(b.astype(np.float64)))
 
 
-def _flush(a: np.ndarray) -> np.ndarray:
+def flush(a: np.ndarray) -> np.ndarray:
+    """Subnormals to zeros of the same sign, as flush-to-zero hardware does."""
     if np.iscomplexobj(a):
         out = np.empty_like(a)
-        out.real, out.imag = _flush(a.real), _flush(a.imag)
+        out.real, out.imag = flush(a.real), flush(a.imag)
         return out
     tiny = finfo(a.dtype).tiny
     return np.where(np.abs(a) < tiny, np.copysign(np.zeros_like(a), a), a)
