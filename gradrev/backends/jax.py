@@ -51,13 +51,13 @@ def _reverse_fwd(x: jax.Array, neg_lambda: jax.Array) -> tuple[jax.Array, jax.Ar
 
 
 def _reverse_bwd(neg_lambda: jax.Array, g: jax.Array) -> tuple[jax.Array, None]:
-    return scale(g, neg_lambda), None
+    return _scale(g, neg_lambda), None
 
 
 _reverse.defvjp(_reverse_fwd, _reverse_bwd)
 
 
-def scale(g: jax.Array, neg_lambda: jax.Array) -> jax.Array:
+def _scale(g: jax.Array, neg_lambda: jax.Array) -> jax.Array:
     """``g * neg_lambda`` computed in PyTorch's opmath (float32 for float16 and bfloat16)."""
     if g.dtype in _REDUCED:
         return (g.astype(jnp.float32) * neg_lambda).astype(g.dtype)

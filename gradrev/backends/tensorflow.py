@@ -46,7 +46,7 @@ def reverse(x: tf.Tensor, lambda_: float | tf.Tensor = 1.0) -> tf.Tensor:
 @tf.custom_gradient  # type: ignore[untyped-decorator]
 def _reverse(x: tf.Tensor, neg_lambda: tf.Tensor) -> Any:
     def grad(g: tf.Tensor) -> tuple[tf.Tensor, None]:
-        return scale(g, neg_lambda), None
+        return _scale(g, neg_lambda), None
 
     return tf.identity(x), grad
 
@@ -64,11 +64,11 @@ def _record_for_tapes(y: tf.Tensor, x: tf.Tensor, neg_lambda: tf.Tensor) -> tf.T
     """
     with _record.stop_recording():
         out = tf.identity(y)
-    _record.record_operation("GradReverse", [out], [x], lambda g: [scale(g, neg_lambda)])
+    _record.record_operation("GradReverse", [out], [x], lambda g: [_scale(g, neg_lambda)])
     return out
 
 
-def scale(g: tf.Tensor, neg_lambda: tf.Tensor) -> tf.Tensor:
+def _scale(g: tf.Tensor, neg_lambda: tf.Tensor) -> tf.Tensor:
     """``g * neg_lambda`` computed in PyTorch's opmath (float32 for float16 and bfloat16)."""
     if g.dtype in _REDUCED:
         return tf.cast(tf.cast(g, tf.float32) * neg_lambda, g.dtype)

@@ -73,13 +73,13 @@ class GradReverse(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
         lambda_ = ctx.lambda_ if ctx.lambda_ is not None else ctx.saved_tensors[0]
-        return scale(grad, lambda_), None
+        return _scale(grad, lambda_), None
 
     @staticmethod
     def jvp(ctx: Any, x_tangent: torch.Tensor, lambda_tangent: Any) -> torch.Tensor:
         # Forward mode (torch.func.jvp, torch.autograd.forward_ad): the tangent is -λ·t.
         lambda_ = ctx.lambda_ if ctx.lambda_ is not None else ctx.saved_tensors[0]
-        return scale(x_tangent, lambda_)
+        return _scale(x_tangent, lambda_)
 
 
 class _GradReverseCompiled(GradReverse):
@@ -107,7 +107,7 @@ class _GradReverseDual(GradReverse):
 _apply_eagerly = super(torch.autograd.Function, GradReverse).apply
 
 
-def scale(grad: torch.Tensor, lambda_: float | torch.Tensor) -> torch.Tensor:
+def _scale(grad: torch.Tensor, lambda_: float | torch.Tensor) -> torch.Tensor:
     """``grad * -lambda_`` with PyTorch's opmath rounding, for a float or a 0-d tensor λ."""
     if not isinstance(lambda_, torch.Tensor):
         return grad * -lambda_  # the canonical definition
