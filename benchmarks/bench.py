@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import io
 import json
 import os
@@ -70,6 +71,23 @@ def row(
 # -- PyTorch eager: forward + backward through each GRL --------------------------------------
 
 
+@functools.cache
+def identity_function() -> Any:
+    """The cheapest possible autograd.Function: a view forward, the gradient passed through."""
+    import torch
+
+    class Identity(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx: Any, x: Any) -> Any:
+            return x.view_as(x)
+
+        @staticmethod
+        def backward(ctx: Any, g: Any) -> Any:
+            return g
+
+    return Identity
+
+
 def torch_grls() -> dict[str, Callable[..., Any]]:
     import torch
 
@@ -85,19 +103,10 @@ def torch_grls() -> dict[str, Callable[..., Any]]:
         def backward(ctx: Any, g: Any) -> Any:
             return g.neg() * ctx.lam, None
 
-    class Identity(torch.autograd.Function):  # the cheapest possible Function: no arithmetic
-        @staticmethod
-        def forward(ctx: Any, x: Any) -> Any:
-            return x.view_as(x)
-
-        @staticmethod
-        def backward(ctx: Any, g: Any) -> Any:
-            return g
-
     grls: dict[str, Callable[..., Any]] = {
         "gradrev": lambda x, lam: gradrev.reverse(x, lam),
         "copy-forward (x * 1.0)": lambda x, lam: CopyForward.apply(x, lam),
-        "identity (view_as, no scaling)": lambda x, lam: Identity.apply(x),
+        "identity (view_as, no scaling)": lambda x, lam: identity_function().apply(x),
     }
     try:
         from pytorch_revgrad import RevGrad
@@ -493,18 +502,9 @@ def bench_dann_step(rounds: int) -> None:
 
         return model, loss
 
-    class IdentityFunction(torch.autograd.Function):  # an autograd node that does nothing
-        @staticmethod
-        def forward(ctx: Any, x: Any) -> Any:
-            return x.view_as(x)
-
-        @staticmethod
-        def backward(ctx: Any, g: Any) -> Any:
-            return g
-
     class IdentityNode(nn.Module):
         def forward(self, x: Any) -> Any:
-            return IdentityFunction.apply(x)
+            return identity_function().apply(x)
 
     for name, build, n_rounds in (
         ("moons MLP, batch 64", moons_model, rounds * 20),
