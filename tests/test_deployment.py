@@ -15,6 +15,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -243,3 +244,233 @@ def test_torch_onnx_runs_in_onnxruntime(
 ) -> None:
     """ONNX is an inference format: the reversal is the identity there, and no gradient exists."""
     report(f"{artifact} in onnxruntime", torch_reloaded[artifact + ".out"], torch_eager[0])
+
+
+# -- JAX and TensorFlow: the same model, with the weights as NumPy arrays -------------------------
+
+W1 = RNG.standard_normal((4, 3)).astype(np.float32)
+W2 = RNG.standard_normal((3, 2)).astype(np.float32)
+
+
+def numpy_reference(lam: float, wrt: str = "w1") -> tuple[np.ndarray, np.ndarray]:
+    """The output of tanh(X W1) W2 and -λ times its plain gradient (``wrt`` W1 or X), in float64."""
+    x, w1, w2, cot = (a.astype(np.float64) for a in (X, W1, W2, COT))
+    h = np.tanh(x @ w1)
+    dz = (cot @ w2.T) * (1 - h**2)
+    return h @ w2, -lam * (x.T @ dz if wrt == "w1" else dz @ w1.T)
+
+
+def jax_model(w1: Any, x: Any) -> Any:
+    import jax.numpy as jnp
+
+    return gradrev.reverse(jnp.tanh(x @ w1), LAM) @ W2
+
+
+def sum_sin_reversed(x: Any) -> Any:
+    """Σ sin(R_λ(x)): its grad is -λ cos x, its grad of grad -λ² sin x (docs/autodiff.md)."""
+    import jax.numpy as jnp
+
+    return jnp.sum(jnp.sin(gradrev.reverse(x, LAM)))
+
+
+# Deserializes the jax.export artifacts in a fresh process that never imports gradrev.
+JAX_RELOAD = """
+import pathlib, sys
+import jax, jax.numpy as jnp, numpy as np
+
+d = pathlib.Path(sys.argv[1])
+x, w1, cot, v = (np.load(d / f"{n}.npy") for n in ("x", "w1", "cot", "v"))
+model = jax.export.deserialize(bytearray((d / "model.jaxexport").read_bytes()))
+out, vjp = jax.vjp(model.call, w1, x)
+f = jax.export.deserialize(bytearray((d / "sum_sin.jaxexport").read_bytes()))
+grad_of_grad = jax.grad(lambda a: jnp.sum(jax.grad(f.call)(a)))(v)
+assert "gradrev" not in sys.modules
+np.savez(d / "results.npz", out=out, grad=vjp(cot)[0], grad1=jax.grad(f.call)(v), grad2=grad_of_grad)
+"""
+
+
+@pytest.mark.slow
+def test_jax_export_reloads_without_gradrev_vjp_orders_1_and_2(
+    tmp_path: Path,
+) -> None:
+    jax = pytest.importorskip("jax")
+    v = np.array([0.3, -1.2, 2.0, 0.0], np.float32)
+    model = jax.export.export(jax.jit(jax_model))(W1, X)
+    sum_sin = jax.export.export(jax.jit(sum_sin_reversed))(v)
+    (tmp_path / "model.jaxexport").write_bytes(model.serialize(vjp_order=1))
+    (tmp_path / "sum_sin.jaxexport").write_bytes(sum_sin.serialize(vjp_order=2))
+    for name, a in {"x": X, "w1": W1, "cot": COT, "v": v}.items():
+        np.save(tmp_path / f"{name}.npy", a)
+    run_python(JAX_RELOAD, str(tmp_path))
+    got = np.load(tmp_path / "results.npz")
+    want_out, want_grad = numpy_reference(LAM)
+    lam = np.float32(LAM)
+    report(
+        "jax.export, deserialized without gradrev",
+        got["out"],
+        np.asarray(jax_model(W1, X)),
+        gradient=(got["grad"], want_grad, 1e-5),
+        vjp_order_1=(got["grad1"], -lam * np.cos(v), 1e-6),
+        vjp_order_2=(got["grad2"], -(lam**2) * np.sin(v), 1e-6),
+    )
+    np.testing.assert_allclose(got["out"], want_out, rtol=1e-5)
+
+
+def test_jax2tf_gradient_is_reversed() -> None:
+    tf = pytest.importorskip("tensorflow")
+    jax2tf = pytest.importorskip("jax.experimental.jax2tf")
+    w1 = tf.Variable(W1)
+    converted = tf.function(jax2tf.convert(jax_model), autograph=False)
+    with tf.GradientTape() as tape:
+        out = converted(w1, tf.constant(X))
+        loss = tf.reduce_sum(out * COT)
+    _, want_grad = numpy_reference(LAM)
+    report(
+        "jax2tf.convert under tf.function",
+        out.numpy(),
+        np.asarray(jax_model(W1, X)),
+        gradient=(tape.gradient(loss, w1).numpy(), want_grad, 1e-5),
+    )
+
+
+def tf_module(lam: float) -> Any:
+    """The model as a tf.Module, λ a non-trainable variable, ready for tf.saved_model.save."""
+    tf = pytest.importorskip("tensorflow")
+
+    class Net(tf.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.w1, self.w2 = tf.Variable(W1), tf.Variable(W2)
+            self.lam = tf.Variable(lam, trainable=False)
+
+        @tf.function(input_signature=[tf.TensorSpec([None, 4], tf.float32)])
+        def __call__(self, x: Any) -> Any:
+            return gradrev.reverse(tf.tanh(x @ self.w1), self.lam) @ self.w2
+
+    return Net()
+
+
+def keras_model(lam: float) -> Any:
+    keras = pytest.importorskip("keras")
+    from gradrev.keras import GradientReversal
+
+    model = keras.Sequential(
+        [
+            keras.Input((4,)),
+            keras.layers.Dense(3, activation="tanh", use_bias=False),
+            GradientReversal(lam),
+            keras.layers.Dense(2, use_bias=False),
+        ]
+    )
+    model.layers[0].kernel.assign(W1)
+    model.layers[2].kernel.assign(W2)
+    return model
+
+
+# Loads each SavedModel in a fresh process that never imports gradrev, and takes the input
+# gradient of Σ out·cot through the loaded function.
+TF_RELOAD = """
+import pathlib, sys
+import numpy as np, tensorflow as tf
+
+d = pathlib.Path(sys.argv[1])
+x, cot = tf.constant(np.load(d / "x.npy")), np.load(d / "cot.npy")
+arrays = {}
+for path in sorted(p for p in d.iterdir() if p.is_dir()):
+    loaded = tf.saved_model.load(str(path))
+    fn = loaded.serve if hasattr(loaded, "serve") else loaded
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        out = fn(x)
+        loss = tf.reduce_sum(out * cot)
+    arrays[path.name + ".out"], arrays[path.name + ".grad"] = out.numpy(), tape.gradient(loss, x).numpy()
+assert "gradrev" not in sys.modules
+np.savez(d / "results.npz", **arrays)
+"""
+
+
+@pytest.fixture(scope="module")
+def tf_reloaded(tmp_path_factory: pytest.TempPathFactory) -> dict[str, np.ndarray]:
+    tf = pytest.importorskip("tensorflow")
+    d = tmp_path_factory.mktemp("tf-artifacts")
+    np.save(d / "x.npy", X)
+    np.save(d / "cot.npy", COT)
+    tf.saved_model.save(tf_module(LAM), str(d / "function"))
+    keras_model(LAM).export(str(d / "keras-export"), verbose=False)
+    jax2tf = pytest.importorskip("jax.experimental.jax2tf")
+    converted = tf.Module()
+    converted.w1 = tf.Variable(W1)
+    converted.f = tf.function(
+        lambda x: jax2tf.convert(jax_model)(converted.w1, x),
+        input_signature=[tf.TensorSpec([5, 4], tf.float32)],
+        autograph=False,
+    )
+    converted.__call__ = converted.f
+    tf.saved_model.save(converted, str(d / "jax2tf"))
+    run_python(TF_RELOAD, str(d))
+    return dict(np.load(d / "results.npz"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("artifact", ["function", "keras-export", "jax2tf"])
+def test_tf_saved_model_reloads_without_gradrev(
+    artifact: str, tf_reloaded: dict[str, np.ndarray]
+) -> None:
+    want_out, want_grad = numpy_reference(LAM, wrt="x")
+    report(
+        f"tf.saved_model ({artifact}) reloaded without gradrev",
+        tf_reloaded[artifact + ".out"],
+        want_out,
+        gradient=(tf_reloaded[artifact + ".grad"], want_grad, 1e-5),
+    )
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_tflite_inference_matches_eager() -> None:
+    """TFLite is an inference format: the reversal is the identity there."""
+    tf = pytest.importorskip("tensorflow")
+    module = tf_module(LAM)
+    fn = module.__call__.get_concrete_function()
+    flat = tf.lite.TFLiteConverter.from_concrete_functions([fn], module).convert()
+    interpreter = tf.lite.Interpreter(model_content=flat)
+    (inp,), (outp,) = interpreter.get_input_details(), interpreter.get_output_details()
+    interpreter.resize_tensor_input(inp["index"], X.shape)
+    interpreter.allocate_tensors()
+    interpreter.set_tensor(inp["index"], X)
+    interpreter.invoke()
+    report("TFLite", interpreter.get_tensor(outp["index"]), module(X).numpy())
+
+
+def test_orbax_checkpoint_restores_nnx_layer(tmp_path: Path) -> None:
+    """An NNX model with the layer, checkpointed by orbax and restored into a fresh model."""
+    jax = pytest.importorskip("jax")
+    ocp = pytest.importorskip("orbax.checkpoint")
+    from flax import nnx
+
+    from gradrev.flax.nnx import GradientReversal
+
+    class Net(nnx.Module):
+        def __init__(self, lam: float) -> None:
+            self.w1, self.grl = nnx.Param(jax.numpy.zeros((4, 3))), GradientReversal(lam)
+
+        def __call__(self, x: Any) -> Any:
+            return self.grl(jax.numpy.tanh(x @ self.w1[...])) @ W2
+
+    trained = Net(LAM)
+    trained.w1[...] = W1
+    checkpointer = ocp.StandardCheckpointer()
+    checkpointer.save(tmp_path / "ckpt", nnx.state(trained))
+    checkpointer.wait_until_finished()
+    fresh = Net(1.0)  # λ and weights come from the checkpoint
+    _, abstract = nnx.split(nnx.eval_shape(lambda: Net(1.0)))
+    nnx.update(fresh, checkpointer.restore(tmp_path / "ckpt", abstract))
+    assert fresh.grl.lambda_ == pytest.approx(LAM)
+    loss = lambda m: (m(X) * COT).sum()
+    grad = nnx.grad(loss)(fresh).w1[...]
+    want_out, want_grad = numpy_reference(LAM)
+    report(
+        "orbax checkpoint of an NNX model",
+        np.asarray(fresh(X)),
+        want_out,
+        gradient=(np.asarray(grad), want_grad, 1e-5),
+    )
