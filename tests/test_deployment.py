@@ -474,3 +474,37 @@ def test_orbax_checkpoint_restores_nnx_layer(tmp_path: Path) -> None:
         want_out,
         gradient=(np.asarray(grad), want_grad, 1e-5),
     )
+
+
+def test_equinox_serialised_model_trains_with_reversal(tmp_path: Path) -> None:
+    """An Equinox module saved with tree_serialise_leaves and loaded into a fresh one."""
+    jax = pytest.importorskip("jax")
+    eqx = pytest.importorskip("equinox")
+
+    class Net(eqx.Module):
+        w1: Any
+
+        def __call__(self, x: Any) -> Any:
+            return gradrev.reverse(jax.numpy.tanh(x @ self.w1), LAM) @ W2
+
+    eqx.tree_serialise_leaves(tmp_path / "net.eqx", Net(jax.numpy.asarray(W1)))
+    net = eqx.tree_deserialise_leaves(tmp_path / "net.eqx", Net(jax.numpy.zeros((4, 3))))
+    grad = eqx.filter_jit(eqx.filter_grad(lambda m: (m(X) * COT).sum()))(net).w1
+    want_out, want_grad = numpy_reference(LAM)
+    report("Equinox", np.asarray(net(X)), want_out, gradient=(np.asarray(grad), want_grad, 1e-5))
+
+
+def test_haiku_transformed_model_trains_with_reversal() -> None:
+    jax = pytest.importorskip("jax")
+    hk = pytest.importorskip("haiku")
+
+    def forward(x: Any) -> Any:
+        h = hk.Linear(3, with_bias=False, name="features")(x)
+        return gradrev.reverse(jax.numpy.tanh(h), LAM) @ W2
+
+    model = hk.without_apply_rng(hk.transform(forward))
+    params = {"features": {"w": jax.numpy.asarray(W1)}}
+    grads = jax.jit(jax.grad(lambda p: (model.apply(p, X) * COT).sum()))(params)
+    want_out, want_grad = numpy_reference(LAM)
+    out = np.asarray(model.apply(params, X))
+    report("Haiku", out, want_out, gradient=(np.asarray(grads["features"]["w"]), want_grad, 1e-5))
