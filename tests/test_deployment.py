@@ -246,6 +246,50 @@ def test_torch_onnx_runs_in_onnxruntime(
     report(f"{artifact} in onnxruntime", torch_reloaded[artifact + ".out"], torch_eager[0])
 
 
+def test_torch_onnx_of_exported_program_needs_a_translation(torch_eager: Any) -> None:
+    """An ExportedProgram holds gradrev's operator, which ONNX cannot know: refused, unless the
+    caller translates it (to Identity: ONNX is inference-only), as docs/deployment.md shows."""
+    torch = pytest.importorskip("torch")
+    onnxruntime = pytest.importorskip("onnxruntime")
+    from onnxscript import opset18 as op
+
+    ep = torch.export.export(torch_net(LAM), (torch.from_numpy(X),))
+    with pytest.raises(
+        Exception, match=r"No ONNX function found for .*gradrev\.reverse_lambda_tensor"
+    ):
+        torch.onnx.export(ep, verbose=False)
+    table = {
+        torch.ops.gradrev.reverse.default: lambda x, lambda_: op.Identity(x),
+        torch.ops.gradrev.reverse_lambda_tensor.default: lambda x, lambda_: op.Identity(x),
+    }
+    program = torch.onnx.export(ep, custom_translation_table=table, verbose=False)
+    session = onnxruntime.InferenceSession(
+        program.model_proto.SerializeToString(), providers=["CPUExecutionProvider"]
+    )
+    out = session.run(None, {session.get_inputs()[0].name: X})[0]
+    report("ExportedProgram -> torch.onnx.export with a translation", out, torch_eager[0])
+
+
+@pytest.mark.parametrize("tensor_lambda", [True, False], ids=["tensor-lambda", "float-lambda"])
+def test_torch_fx_symbolic_trace_trains_with_reversal(
+    tensor_lambda: bool, torch_eager: Any
+) -> None:
+    torch = pytest.importorskip("torch")
+    traced = torch.fx.symbolic_trace(torch_net(LAM, tensor_lambda=tensor_lambda))
+    assert "gradrev.reverse" in traced.code
+    torch_report("torch.fx.symbolic_trace", traced, torch_eager)
+    with pytest.raises(ValueError, match="lambda_ must be finite"):
+        torch.fx.symbolic_trace(torch_net(float("nan"), tensor_lambda=False))
+
+
+def test_torch_jit_script_of_the_function_is_refused_by_torchscript() -> None:
+    """TorchScript cannot compile gradrev.reverse (it dispatches on type in Python): its
+    compiler refuses at torch.jit.script time. Script the layer, or trace, instead."""
+    torch = pytest.importorskip("torch")
+    with pytest.raises(RuntimeError, match="'reverse' is being compiled since it was called from"):
+        torch.jit.script(torch_net(LAM))
+
+
 # -- JAX and TensorFlow: the same model, with the weights as NumPy arrays -------------------------
 
 W1 = RNG.standard_normal((4, 3)).astype(np.float32)

@@ -22,7 +22,7 @@ _REDUCED = (torch.float16, torch.bfloat16)
 
 def is_tensor(x: Any) -> bool:
     """Whether ``x`` is a tensor of this backend's framework (subclasses and Parameters included)."""
-    return isinstance(x, torch.Tensor)
+    return isinstance(x, (torch.Tensor, torch.fx.Proxy))
 
 
 def reverse(x: torch.Tensor, lambda_: float | torch.Tensor = 1.0) -> torch.Tensor:
@@ -33,6 +33,9 @@ def reverse(x: torch.Tensor, lambda_: float | torch.Tensor = 1.0) -> torch.Tenso
     >>> y = reverse(torch.ones(3, requires_grad=True), 0.5)
     """
     if not isinstance(x, torch.Tensor):
+        if isinstance(x, torch.fx.Proxy):  # torch.fx.symbolic_trace: record the operator
+            lam = lambda_ if isinstance(lambda_, torch.fx.Proxy) else _check_lambda(lambda_)
+            return _recorded(x, lam)
         raise _lambda.wrong_input(x, "gradrev.reverse", "a torch.Tensor")
     lam = _check_lambda(lambda_)
     if not (x.is_floating_point() or x.is_complex()):
