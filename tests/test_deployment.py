@@ -182,6 +182,9 @@ for path in sorted(d.glob("*.onnx")):
     import onnxruntime
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     arrays[path.name + ".out"] = session.run(None, {session.get_inputs()[0].name: x})[0]
+for path in sorted(d.glob("*.aoti")):
+    package = torch._inductor.aoti_load_package(str(path / "package.pt2"))
+    arrays[path.name + ".out"] = package(torch.from_numpy(x)).numpy()
 for path in sorted(p for p in d.iterdir() if p.suffix in loaders):
     try:
         loaders[path.suffix](str(path))
@@ -210,6 +213,11 @@ def torch_reloaded(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     torch.jit.save(torch.jit.trace(torch_net(LAM), x), d / "function-trace.pt")
     torch.onnx.export(torch_net(LAM), x, d / "function-legacy.onnx", dynamo=False)
     torch.onnx.export(torch_net(LAM), x, d / "function-dynamo.onnx", dynamo=True, verbose=False)
+    ep = inference_program(torch.export.export(torch_net(LAM), x))
+    (d / "function-inference.aoti").mkdir()
+    torch._inductor.aoti_compile_and_package(
+        ep, package_path=str(d / "function-inference.aoti" / "package.pt2")
+    )
     run_python(TORCH_RELOAD, str(d))
     results = dict(np.load(d / "results.npz"))
     results["errors"] = json.loads((d / "errors.json").read_text())
@@ -238,36 +246,45 @@ def test_torch_program_reloads_in_fresh_process_and_trains(
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("artifact", ["function-legacy.onnx", "function-dynamo.onnx"])
-def test_torch_onnx_runs_in_onnxruntime(
+@pytest.mark.parametrize(
+    "artifact", ["function-legacy.onnx", "function-dynamo.onnx", "function-inference.aoti"]
+)
+def test_torch_inference_programs_run_without_gradrev(
     artifact: str, torch_reloaded: dict[str, Any], torch_eager: Any
 ) -> None:
-    """ONNX is an inference format: the reversal is the identity there, and no gradient exists."""
-    report(f"{artifact} in onnxruntime", torch_reloaded[artifact + ".out"], torch_eager[0])
+    """ONNX and AOTInductor are inference formats: the reversal is the identity there."""
+    report(f"{artifact} run without gradrev", torch_reloaded[artifact + ".out"], torch_eager[0])
 
 
-def test_torch_onnx_of_exported_program_needs_a_translation(torch_eager: Any) -> None:
-    """An ExportedProgram holds gradrev's operator, which ONNX cannot know: refused, unless the
-    caller translates it (to Identity: ONNX is inference-only), as docs/deployment.md shows."""
+def inference_program(ep: Any) -> Any:
+    """The recipe of docs/deployment.md for inference-only targets: the reversal becomes x."""
+    import torch
+
+    ops = torch.ops.gradrev
+    return ep.run_decompositions(
+        {
+            ops.reverse.default: lambda x, lambda_: x,
+            ops.reverse_lambda_tensor.default: lambda x, lambda_: x,
+        }
+    )
+
+
+def test_torch_onnx_of_exported_program_refused_unless_reversal_dropped(torch_eager: Any) -> None:
+    """An ExportedProgram holds gradrev's operator, which ONNX cannot know: refused, until the
+    program is made inference-only (ONNX has no gradients)."""
     torch = pytest.importorskip("torch")
     onnxruntime = pytest.importorskip("onnxruntime")
-    from onnxscript import opset18 as op
-
     ep = torch.export.export(torch_net(LAM), (torch.from_numpy(X),))
     with pytest.raises(
         Exception, match=r"No ONNX function found for .*gradrev\.reverse_lambda_tensor"
     ):
         torch.onnx.export(ep, verbose=False)
-    table = {
-        torch.ops.gradrev.reverse.default: lambda x, lambda_: op.Identity(x),
-        torch.ops.gradrev.reverse_lambda_tensor.default: lambda x, lambda_: op.Identity(x),
-    }
-    program = torch.onnx.export(ep, custom_translation_table=table, verbose=False)
+    program = torch.onnx.export(inference_program(ep), verbose=False)
     session = onnxruntime.InferenceSession(
         program.model_proto.SerializeToString(), providers=["CPUExecutionProvider"]
     )
     out = session.run(None, {session.get_inputs()[0].name: X})[0]
-    report("ExportedProgram -> torch.onnx.export with a translation", out, torch_eager[0])
+    report("ExportedProgram, reversal dropped -> torch.onnx.export", out, torch_eager[0])
 
 
 @pytest.mark.parametrize("tensor_lambda", [True, False], ids=["tensor-lambda", "float-lambda"])
@@ -280,6 +297,36 @@ def test_torch_fx_symbolic_trace_trains_with_reversal(
     torch_report("torch.fx.symbolic_trace", traced, torch_eager)
     with pytest.raises(ValueError, match="lambda_ must be finite"):
         torch.fx.symbolic_trace(torch_net(float("nan"), tensor_lambda=False))
+
+
+def exported_reversal() -> Any:
+    """ep.module() of a program that is only ``gradrev.reverse(x, LAM)``."""
+    torch = pytest.importorskip("torch")
+
+    class Reverse(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return gradrev.reverse(x, LAM)
+
+    return torch.export.export(Reverse(), (torch.from_numpy(X),)).module()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="torch 2.13: a torch.library operator has no forward-mode formula, and "
+    "torch.func.jvp through one gives a zero tangent without an error",
+)
+def test_torch_forward_mode_through_an_exported_program() -> None:
+    torch = pytest.importorskip("torch")
+    t = torch.ones(X.shape)
+    _, tangent = torch.func.jvp(exported_reversal(), (torch.from_numpy(X),), (t,))
+    np.testing.assert_array_equal(tangent.numpy(), -np.float32(LAM) * t.numpy())
+
+
+def test_torch_func_grad_through_an_exported_program_is_refused_by_pytorch() -> None:
+    torch = pytest.importorskip("torch")
+    module = exported_reversal()
+    with pytest.raises(RuntimeError, match="must override the setup_context staticmethod"):
+        torch.func.grad(lambda x: module(x).sum())(torch.from_numpy(X))
 
 
 def test_torch_jit_script_of_the_function_is_refused_by_torchscript() -> None:
