@@ -122,6 +122,23 @@ def test_torch_export_trains_with_reversal(
     torch_report("  .run_decompositions()", ep.run_decompositions().module(), torch_eager)
 
 
+@pytest.mark.slow
+def test_torch_compile_of_exported_program_trains_with_reversal(torch_eager: Any) -> None:
+    torch = pytest.importorskip("torch")
+    torch._dynamo.reset()
+    module = torch.export.export(torch_net(LAM), (torch.from_numpy(X),)).module()
+    compiled = torch.compile(module, fullgraph=True)
+    out = compiled(torch.from_numpy(X))
+    (out * torch.from_numpy(COT)).sum().backward()
+    grad = dict(module.named_parameters())["features.weight"].grad.numpy()
+    report(
+        "torch.compile(ep.module())",
+        out.detach().numpy(),
+        torch_eager[0],
+        gradient=(grad, torch_eager[1], 1e-6),
+    )
+
+
 def test_torch_export_forward_backward_graph_has_reversal(torch_eager: Any) -> None:
     """The joint graph (torch.export.experimental._export_forward_backward) scales by -λ."""
     torch = pytest.importorskip("torch")
