@@ -230,6 +230,12 @@ def torch_reloaded(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     torch.jit.save(torch.jit.trace(torch_net(LAM), x), d / "function-trace.pt")
     torch.onnx.export(torch_net(LAM), x, d / "function-legacy.onnx", dynamo=False)
     torch.onnx.export(torch_net(LAM), x, d / "function-dynamo.onnx", dynamo=True, verbose=False)
+    layer_net = torch_layer_net(LAM, schedule=True)
+    torch.export.save(torch.export.export(layer_net, x), d / "layer.pt2")
+    torch.jit.save(torch.jit.trace(layer_net, x), d / "layer-trace.pt")
+    torch.jit.save(torch.jit.script(layer_net), d / "layer-script.pt")
+    torch.onnx.export(layer_net, x, d / "layer-legacy.onnx", dynamo=False)
+    torch.onnx.export(layer_net, x, d / "layer-dynamo.onnx", dynamo=True, verbose=False)
     ep = inference_program(torch.export.export(torch_net(LAM), x))
     (d / "function-inference.aoti").mkdir()
     torch._inductor.aoti_compile_and_package(
@@ -247,8 +253,11 @@ def torch_reloaded(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     [
         ("function.pt2", "RuntimeError: We ran into an error when deserializing"),
         ("function-trace.pt", "RuntimeError: \nUnknown builtin op: gradrev::reverse_lambda_tensor"),
+        ("layer.pt2", "RuntimeError: We ran into an error when deserializing"),
+        ("layer-trace.pt", "RuntimeError: \nUnknown builtin op: gradrev::reverse_lambda_tensor"),
+        ("layer-script.pt", "RuntimeError: \nUnknown builtin op: gradrev::reverse_lambda_tensor"),
     ],
-    ids=["export", "jit-trace"],
+    ids=["export", "jit-trace", "layer-export", "layer-jit-trace", "layer-jit-script"],
 )
 def test_torch_program_reloads_in_fresh_process_and_trains(
     artifact: str, without_gradrev: str, torch_reloaded: dict[str, Any], torch_eager: Any
@@ -264,7 +273,14 @@ def test_torch_program_reloads_in_fresh_process_and_trains(
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    "artifact", ["function-legacy.onnx", "function-dynamo.onnx", "function-inference.aoti"]
+    "artifact",
+    [
+        "function-legacy.onnx",
+        "function-dynamo.onnx",
+        "function-inference.aoti",
+        "layer-legacy.onnx",
+        "layer-dynamo.onnx",
+    ],
 )
 def test_torch_inference_programs_run_without_gradrev(
     artifact: str, torch_reloaded: dict[str, Any], torch_eager: Any
@@ -352,6 +368,57 @@ def test_torch_jit_script_of_the_function_is_refused_by_torchscript() -> None:
     torch = pytest.importorskip("torch")
     with pytest.raises(RuntimeError, match="'reverse' is being compiled since it was called from"):
         torch.jit.script(torch_net(LAM))
+
+
+# -- PyTorch: the layer ----------------------------------------------------------------------------
+
+
+def torch_layer_net(lam: float, *, schedule: bool = False) -> Any:
+    """The same model with ``gradrev.torch.GradientReversal`` (optionally on a schedule)."""
+    torch = pytest.importorskip("torch")
+    from gradrev import schedules
+    from gradrev.torch import GradientReversal
+
+    class LayerNet(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            torch.manual_seed(0)
+            self.features = torch.nn.Linear(4, 3)
+            self.head = torch.nn.Linear(3, 2)
+            if schedule:  # a schedule whose value is λ from step 0 on: extra state to save
+                self.grl = GradientReversal(schedule=schedules.linear(lam, lam, 10))
+            else:
+                self.grl = GradientReversal(lam)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.head(self.grl(torch.tanh(self.features(x))))
+
+    return LayerNet()
+
+
+def test_torch_export_of_the_layer_trains_with_reversal(torch_eager: Any) -> None:
+    torch = pytest.importorskip("torch")
+    ep = torch.export.export(torch_layer_net(LAM, schedule=True), (torch.from_numpy(X),))
+    torch_report("torch.export of the layer", ep.module(), torch_eager)
+    torch_report("  .run_decompositions()", ep.run_decompositions().module(), torch_eager)
+
+
+@pytest.mark.parametrize("schedule", [False, True], ids=["lambda", "schedule"])
+def test_torch_jit_script_of_the_layer_trains_with_reversal(
+    schedule: bool, torch_eager: Any
+) -> None:
+    torch = pytest.importorskip("torch")
+    scripted = torch.jit.script(torch_layer_net(LAM, schedule=schedule))
+    torch_report("torch.jit.script of the layer", scripted, torch_eager)
+
+
+@pytest.mark.parametrize("schedule", [False, True], ids=["lambda", "schedule"])
+def test_torch_jit_trace_of_the_layer_trains_with_reversal(
+    schedule: bool, torch_eager: Any
+) -> None:
+    torch = pytest.importorskip("torch")
+    traced = torch.jit.trace(torch_layer_net(LAM, schedule=schedule), (torch.from_numpy(X),))
+    torch_report("torch.jit.trace of the layer", traced, torch_eager)
 
 
 # -- JAX and TensorFlow: the same model, with the weights as NumPy arrays -------------------------
@@ -616,3 +683,59 @@ def test_haiku_transformed_model_trains_with_reversal() -> None:
     want_out, want_grad = numpy_reference(LAM)
     out = np.asarray(model.apply(params, X))
     report("Haiku", out, want_out, gradient=(np.asarray(grads["features"]["w"]), want_grad, 1e-5))
+
+
+# Loads a .keras file in a fresh process: first with Keras alone (refused by Keras), then
+# after `import gradrev`, which registers the layer class because Keras is already imported.
+KERAS_RELOAD = """
+import pathlib, sys
+import keras, numpy as np, tensorflow as tf
+
+d = pathlib.Path(sys.argv[1])
+x, cot = tf.constant(np.load(d / "x.npy")), np.load(d / "cot.npy")
+try:
+    keras.saving.load_model(d / "model.keras")
+    refusal = "loaded without gradrev"
+except Exception as e:
+    refusal = f"{type(e).__name__}: {e}"
+import gradrev
+model = keras.saving.load_model(d / "model.keras")
+with tf.GradientTape() as tape:
+    tape.watch(x)
+    out = model(x)
+    loss = tf.reduce_sum(out * cot)
+np.savez(d / "results.npz", out=out.numpy(), grad=tape.gradient(loss, x).numpy())
+(d / "refusal.txt").write_text(refusal)
+"""
+
+
+@pytest.mark.slow
+def test_keras_file_loads_after_import_gradrev(tmp_path: Path) -> None:
+    pytest.importorskip("tensorflow")
+    np.save(tmp_path / "x.npy", X)
+    np.save(tmp_path / "cot.npy", COT)
+    keras_model(LAM).save(tmp_path / "model.keras")
+    run_python(KERAS_RELOAD, str(tmp_path))
+    refusal = (tmp_path / "refusal.txt").read_text()
+    assert "Could not locate class 'GradientReversal'" in refusal
+    got = np.load(tmp_path / "results.npz")
+    want_out, want_grad = numpy_reference(LAM, wrt="x")
+    report(
+        ".keras file loaded after import gradrev",
+        got["out"],
+        want_out,
+        gradient=(got["grad"], want_grad, 1e-5),
+    )
+
+
+def test_import_gradrev_registers_for_frameworks_already_imported() -> None:
+    pytest.importorskip("keras")
+    pytest.importorskip("torch")
+    code = """
+    import sys
+    import keras, torch
+    import gradrev
+    assert keras.saving.get_registered_object("gradrev>GradientReversal") is not None
+    assert torch.ops.gradrev.reverse_lambda_tensor is not None
+    """
+    run_python(code)
