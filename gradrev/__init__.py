@@ -10,7 +10,7 @@ __version__ = "0.1.0"
 # Loading a saved model needs gradrev registered with its framework: the Keras layer class
 # for .keras files, PyTorch's gradrev operators for torch.export and TorchScript programs.
 # Register them for the frameworks the caller already imported, and import no other.
-if "keras" in _sys.modules:
+if _sys.modules.get("keras") is not None:
     import gradrev.keras
-if "torch" in _sys.modules:
+if _sys.modules.get("torch") is not None:
     import gradrev.backends.torch  # noqa: F401
