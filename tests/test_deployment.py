@@ -139,6 +139,18 @@ def test_torch_compile_of_exported_program_trains_with_reversal(torch_eager: Any
     )
 
 
+def test_torch_eager_stays_a_view_after_export_and_trace() -> None:
+    """The operator (which copies) is used only while exporting or tracing, never eagerly."""
+    torch = pytest.importorskip("torch")
+    net, x = torch_net(LAM), torch.from_numpy(X)
+    torch.export.export(net, (x,))
+    torch.jit.trace(net, (x,))
+    y = torch.ones(3, requires_grad=True)
+    out = gradrev.reverse(y, LAM)
+    assert out.data_ptr() == y.data_ptr() and out._base is y
+    assert out.grad_fn is not None and "GradReverse" in type(out.grad_fn).__name__
+
+
 def test_torch_export_forward_backward_graph_has_reversal(torch_eager: Any) -> None:
     """The joint graph (torch.export.experimental._export_forward_backward) scales by -λ."""
     torch = pytest.importorskip("torch")
