@@ -751,3 +751,73 @@ def test_import_gradrev_registers_for_frameworks_already_imported() -> None:
     assert torch.ops.gradrev.reverse_lambda_tensor is not None
     """
     run_python(code)
+
+
+# Each non-TensorFlow Keras backend, in its own process (a process has one Keras backend):
+# a .keras round trip and the input gradient, and the export format that backend supports.
+KERAS_BACKEND_CELLS = """
+import pathlib, sys
+import numpy as np
+sys.path.insert(0, sys.argv[2])
+import keras
+from test_deployment import COT, LAM, X, keras_model
+
+d = pathlib.Path(sys.argv[1])
+backend = keras.backend.backend()
+keras_model(LAM).save(d / "model.keras")
+model = keras.saving.load_model(d / "model.keras")
+if backend == "jax":
+    import jax
+    grad = jax.grad(lambda x: (model(x) * COT).sum())(X)
+    model.export(d / "saved", format="tf_saved_model", verbose=False)
+    import tensorflow as tf
+    x, loaded = tf.constant(X), tf.saved_model.load(str(d / "saved"))
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        exported = loaded.serve(x)
+        loss = tf.reduce_sum(exported * COT)
+    export_grad = tape.gradient(loss, x).numpy()
+else:
+    import torch
+    x = torch.from_numpy(X).requires_grad_()
+    (model(x) * torch.from_numpy(COT)).sum().backward()
+    grad = x.grad
+    model.export(d / "model.onnx", format="onnx", verbose=False)
+    import onnxruntime
+    session = onnxruntime.InferenceSession(str(d / "model.onnx"), providers=["CPUExecutionProvider"])
+    exported = session.run(None, {session.get_inputs()[0].name: X})[0]
+    export_grad = np.full_like(X, np.nan)  # ONNX has no gradient
+out = keras.ops.convert_to_numpy(model(X))
+np.savez(d / "results.npz", out=out, grad=np.asarray(grad), export_out=np.asarray(exported), export_grad=export_grad)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("keras_backend", ["jax", "torch"])
+def test_keras_on_other_backends_saves_and_exports(
+    keras_backend: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("keras")
+    pytest.importorskip(keras_backend)
+    pytest.importorskip("tensorflow" if keras_backend == "jax" else "onnxruntime")
+    monkeypatch.setenv("KERAS_BACKEND", keras_backend)
+    run_python(KERAS_BACKEND_CELLS, str(tmp_path), str(Path(__file__).parent))
+    got = np.load(tmp_path / "results.npz")
+    want_out, want_grad = numpy_reference(LAM, wrt="x")
+    report(
+        f"Keras ({keras_backend}) .keras round trip",
+        got["out"],
+        want_out,
+        gradient=(got["grad"], want_grad, 1e-5),
+    )
+    if keras_backend == "jax":
+        report(
+            "Keras (jax) model.export() -> tf.saved_model.load",
+            got["export_out"],
+            want_out,
+            gradient=(got["export_grad"], want_grad, 1e-5),
+        )
+    else:
+        report(
+            "Keras (torch) model.export(format='onnx') in onnxruntime", got["export_out"], want_out
+        )
