@@ -122,6 +122,15 @@ def test_torch_export_trains_with_reversal(
     torch_report("  .run_decompositions()", ep.run_decompositions().module(), torch_eager)
 
 
+def test_torch_export_with_a_dynamic_batch_trains_with_reversal(torch_eager: Any) -> None:
+    torch = pytest.importorskip("torch")
+    batch = torch.export.Dim("batch")
+    ep = torch.export.export(
+        torch_net(LAM), (torch.from_numpy(X[:2]),), dynamic_shapes={"x": {0: batch}}
+    )
+    torch_report("torch.export, dynamic batch, run on another batch size", ep.module(), torch_eager)
+
+
 @pytest.mark.slow
 def test_torch_compile_of_exported_program_trains_with_reversal(torch_eager: Any) -> None:
     torch = pytest.importorskip("torch")
