@@ -86,6 +86,8 @@ def _opmath(dtype: tf.DType) -> tf.DType:
 
 def _neg_lambda(lambda_: Any, dtype: tf.DType) -> tf.Tensor:
     if isinstance(lambda_, (tf.Tensor, tf.Variable)):
+        if lambda_.shape.rank is None:  # traced without a known shape
+            raise _lambda.unknown_rank(lambda_, "gradrev.reverse", _FRAMEWORK)
         if lambda_.shape.rank != 0:
             raise _lambda.not_scalar(lambda_, "gradrev.reverse", _FRAMEWORK)
         if not lambda_.dtype.is_floating:
