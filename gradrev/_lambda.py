@@ -21,16 +21,15 @@ def describe(value: Any) -> str:
     name = f"{cls.__module__.split('.')[0]}.{cls.__qualname__}"
     try:
         shape = getattr(value, "shape", None)
-        dims = None if shape is None else tuple(shape)
+        where = None if shape is None else f"of shape {tuple(shape)}"
     except Exception:  # any framework's error: describe what can be described
-        dims = "unknown"
-    if dims is None:
+        where = "of unknown shape"
+    if where is None:
         return f"a {name}"
     try:
         dtype = getattr(value, "dtype", "?")
     except Exception:
         dtype = "?"
-    where = "of unknown rank" if dims == "unknown" else f"of shape {dims}"
     return f"a {name} {where} and dtype {dtype}"
 
 
@@ -77,8 +76,8 @@ def not_scalar(lambda_: Any, where: str, framework: str) -> ValueError:
 def unknown_rank(lambda_: Any, where: str, framework: str) -> ValueError:
     return ValueError(
         f"{where}: lambda_ must be a scalar ({ACCEPTED.format(framework=framework)}), "
-        f"got {describe(lambda_)}; give it a known rank, e.g. tf.TensorSpec([]) in the "
-        "tf.function's input_signature"
+        f"got {describe(lambda_)}, whose rank is unknown in this trace; give it a known rank, "
+        "e.g. tf.TensorSpec([]) in the tf.function's input_signature"
     )
 
 
