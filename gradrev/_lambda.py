@@ -28,6 +28,7 @@ def describe(value: Any) -> str:
         return f"a {name}"
     try:
         dtype = getattr(value, "dtype", "?")
+        dtype = getattr(dtype, "name", dtype)  # TensorFlow's repr is "<dtype: 'float32'>"
     except Exception:
         dtype = "?"
     return f"a {name} {where} and dtype {dtype}"
