@@ -120,7 +120,10 @@ def test_tensorflow_lambda_of_unknown_rank() -> None:
     def f(x: Any, lam: Any) -> Any:
         return gradrev.reverse(x, lam)
 
-    with pytest.raises(ValueError, match=r"gradrev.reverse: lambda_ .*of unknown shape and dtype float32, whose rank is unknown.*TensorSpec"):
+    with pytest.raises(
+        ValueError,
+        match=r"gradrev.reverse: lambda_ .*of unknown shape and dtype float32, whose rank is unknown.*TensorSpec",
+    ):
         f(tf.ones(2), tf.constant(0.5))
 
 
