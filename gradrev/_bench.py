@@ -25,6 +25,12 @@ from typing import Any
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 ROWS: list[dict[str, Any]] = []
+NOTES: list[str] = []  # printed once, after the table
+
+
+def note(text: str) -> None:
+    if text not in NOTES:
+        NOTES.append(text)
 
 
 def timeit(
@@ -116,15 +122,13 @@ def torch_grls() -> dict[str, Callable[..., Any]]:
         revgrad._alpha = alpha
         grls["pytorch-revgrad"] = lambda x, lam: revgrad(x)
     except ImportError:
-        print("  (pytorch-revgrad not installed: pip install -r benchmarks/requirements.txt)")
+        note("pytorch-revgrad not installed: pip install -r benchmarks/requirements.txt")
     try:
         from gradient_reversal import gradient_reversal
 
         grls["torch-gradient-reversal"] = lambda x, lam: gradient_reversal(x, lam)
     except ImportError:
-        print(
-            "  (torch-gradient-reversal not installed: pip install -r benchmarks/requirements.txt)"
-        )
+        note("torch-gradient-reversal not installed: pip install -r benchmarks/requirements.txt")
     return grls
 
 
@@ -241,7 +245,7 @@ def bench_jax_residuals() -> None:
         "only λ (0-d)",
         only_lambda and len(lines) <= 1,
     )
-    print("  JAX residuals:", "; ".join(lines) or "none")
+    ROWS[-1]["detail"] = lines  # in the JSON: what each residual is
 
 
 # -- Dispatch ---------------------------------------------------------------------------------
@@ -299,7 +303,7 @@ def bench_dispatch(rounds: int) -> None:
 # -- Compiled gradients -----------------------------------------------------------------------
 
 
-def bench_compiled(n: int, rounds: int) -> None:
+def bench_compiled(n: int, rounds: int, torch_backend: str = "inductor") -> None:
     with contextlib.suppress(ImportError):
         import jax
         import jax.numpy as jnp
@@ -347,8 +351,12 @@ def bench_compiled(n: int, rounds: int) -> None:
 
         xs, ls = torch.linspace(-3, 3, n), torch.tensor(0.5)
 
-        f1 = torch.compile(lambda x, lam: torch.sin(gradrev.reverse(x, lam)).sum(), fullgraph=True)
-        f2 = torch.compile(lambda x: torch.sin(x).sum(), fullgraph=True)
+        f1 = torch.compile(
+            lambda x, lam: torch.sin(gradrev.reverse(x, lam)).sum(),
+            fullgraph=True,
+            backend=torch_backend,
+        )
+        f2 = torch.compile(lambda x: torch.sin(x).sum(), fullgraph=True, backend=torch_backend)
 
         def run_through() -> Any:
             x = xs.detach().requires_grad_(True)
@@ -361,7 +369,8 @@ def bench_compiled(n: int, rounds: int) -> None:
             return -ls * x.grad  # type: ignore[operator]  # set by backward
 
         times = timeit({"through": run_through, "by hand": run_by_hand}, rounds)
-        _compiled_row("torch.compile(fullgraph=True)", times, n)
+        label = "" if torch_backend == "inductor" else f", backend={torch_backend!r}"
+        _compiled_row(f"torch.compile(fullgraph=True{label})", times, n)
 
 
 def _compiled_row(compiler: str, times: dict[str, float], n: int) -> None:
@@ -462,7 +471,20 @@ def _recompile_row(compiler: str, form: str, count: int, values: int) -> None:
 # -- DANN training step -----------------------------------------------------------------------
 
 
-def bench_dann_step(rounds: int) -> None:
+def bench_dann_step(rounds: int, conv_batch: int = 64) -> None:
+    import torch
+
+    # Small layers: intra-op threads cannot help them, and on a busy machine they fight over
+    # the cores (30x slower on 2 shared cores), which would drown the ratio in noise.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        _bench_dann_step(rounds, conv_batch)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _bench_dann_step(rounds: int, conv_batch: int) -> None:
     import torch
     from torch import nn
 
@@ -500,8 +522,8 @@ def bench_dann_step(rounds: int) -> None:
         label = nn.Linear(64 * 8 * 8, 10)
         dom = nn.Sequential(grl, nn.Linear(64 * 8 * 8, 128), nn.ReLU(), nn.Linear(128, 1))
         model = nn.ModuleList([feat, label, dom])
-        x, y = torch.randn(64, 3, 32, 32), torch.randint(0, 10, (64,))
-        d = torch.cat([torch.zeros(32), torch.ones(32)])
+        x, y = torch.randn(conv_batch, 3, 32, 32), torch.randint(0, 10, (conv_batch,))
+        d = torch.cat([torch.zeros(conv_batch // 2), torch.ones(conv_batch - conv_batch // 2)])
 
         def loss() -> Any:
             h = feat(x)
@@ -517,7 +539,7 @@ def bench_dann_step(rounds: int) -> None:
 
     for name, build, n_rounds in (
         ("moons MLP, batch 64", moons_model, rounds * 20),
-        ("conv net, 64×3×32×32", conv_model, max(rounds, 5)),
+        (f"conv net, {conv_batch}×3×32×32", conv_model, rounds),
     ):
         fns: dict[str, Callable[[], Any]] = {}
         variants = (
@@ -540,7 +562,7 @@ def bench_dann_step(rounds: int) -> None:
             fns[variant] = step
         times = timeit(fns, n_rounds)
         ratio = times["reversal"] / times["identity"]
-        section = "DANN training step (torch eager, SGD), GRL vs nn.Identity"
+        section = "DANN training step (torch eager, SGD, 1 thread), GRL vs nn.Identity"
         row(
             section,
             name,
@@ -589,21 +611,32 @@ def machine() -> dict[str, Any]:
 
 
 def table() -> str:
-    lines, section = [], None
+    """The rows under their section titles, in columns as wide as their widest cell."""
+    cells = []
     for r in ROWS:
+        ratio = f"{r['ratio']:.3f}× {r['reference']}" if r["ratio"] is not None else ""
+        verdict = {True: "ok", False: "MISSED", None: ""}[r["pass"]]
+        cells.append((r["case"], f"{r['value']:.4g} {r['unit']}", ratio, r["target"], verdict))
+    widths = [max([len(c[i]) for c in cells] + [0]) for i in range(5)]
+    lines, section = [], None
+    for r, (case, value, ratio, target, verdict) in zip(ROWS, cells):
         if r["section"] != section:
             section = r["section"]
             lines.append(f"\n{section}")
-        ratio = f"{r['ratio']:.3f}× {r['reference']}" if r["ratio"] is not None else ""
-        verdict = {True: "ok", False: "MISSED", None: ""}[r["pass"]]
-        value = f"{r['value']:.4g} {r['unit']}"
-        lines.append(f"  {r['case']:<44} {value:>16}  {ratio:<18} {r['target']:<38} {verdict}")
+        line = (
+            f"  {case:<{widths[0]}}  {value:>{widths[1]}}  {ratio:<{widths[2]}}  "
+            f"{target:<{widths[3]}}  {verdict}"
+        )
+        lines.append(line.rstrip())
     return "\n".join(lines)
 
 
 def add_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--quick", action="store_true", help="smaller tensors and fewer rounds (about 15 s)"
+        "--quick",
+        action="store_true",
+        help="smaller tensors, fewer rounds, torch.compile through aot_eager: about 30 s on 2 "
+        "busy cores, a third of it importing the frameworks",
     )
     parser.add_argument(
         "--json", metavar="PATH", help="also write the rows and the machine as JSON"
@@ -621,6 +654,7 @@ def main(argv: list[str] | None = None) -> int:
 def run(args: argparse.Namespace) -> int:
     """Run every section whose framework is installed; print the table (and write JSON)."""
     ROWS.clear()
+    NOTES.clear()
     n = 1 << (20 if args.quick else 24)
     rounds = 5 if args.quick else 15
 
@@ -638,10 +672,13 @@ def run(args: argparse.Namespace) -> int:
     if has["jax"]:
         bench_jax_residuals()
     bench_dispatch(rounds)
-    bench_compiled(1 << 20 if not args.quick else 1 << 16, rounds)
+    # Inductor alone takes about 10 s to compile the two small graphs: --quick skips it.
+    bench_compiled(
+        1 << 16 if args.quick else 1 << 20, rounds, "aot_eager" if args.quick else "inductor"
+    )
     bench_recompiles(100 if not args.quick else 12)
     if has["torch"]:
-        bench_dann_step(rounds)
+        bench_dann_step(rounds, conv_batch=16 if args.quick else 64)
     print(table())
     report = {"machine": machine(), "rows": ROWS}
     if args.json:
@@ -649,6 +686,8 @@ def run(args: argparse.Namespace) -> int:
             json.dump(report, f, indent=2)
     missed = [r for r in ROWS if r["pass"] is False]
     print(f"\n{len(ROWS)} rows, {len(missed)} targets missed")
+    for text in NOTES:
+        print(f"note: {text}")
     return 0
 
 
