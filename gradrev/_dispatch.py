@@ -1,4 +1,4 @@
-"""Type-based dispatch for :func:`gradrev.reverse`. Imports no framework."""
+"""Type-based dispatch for [gradrev.reverse][]. Imports no framework."""
 
 from __future__ import annotations
 
@@ -22,11 +22,30 @@ def reverse(x: T, lambda_: Any = 1.0) -> T:
     Contract: returns the same tensor type as ``x`` (a view or alias, never a copy);
     the gradient equals PyTorch's ``grad * -lambda_`` bit for bit, in ``x``'s dtype.
 
-    >>> import torch, gradrev
-    >>> x = torch.ones(3, requires_grad=True)
-    >>> gradrev.reverse(x, 0.5).sum().backward()
-    >>> x.grad
-    tensor([-0.5000, -0.5000, -0.5000])
+    Args:
+        x: A ``torch.Tensor``, ``jax.Array`` (tracers included) or ``tf.Tensor``/``tf.Variable``.
+            Integer and bool tensors pass through untouched: they carry no gradient.
+        lambda_: A finite real Python number, or a 0-d floating tensor of ``x``'s framework
+            (a tensor λ changes without recompiling under ``torch.compile``, ``jax.jit`` and
+            ``tf.function``). It gets no gradient.
+
+    Returns:
+        ``x`` itself in the forward pass, as the framework's own tensor type.
+
+    Raises:
+        TypeError: ``x`` is not a tensor of an imported framework, or ``lambda_`` is not a
+            real number or floating tensor.
+        ValueError: ``lambda_`` is NaN, infinite, or not 0-d.
+
+    Example:
+        ```python
+        import torch
+        import gradrev
+
+        x = torch.ones(3, requires_grad=True)
+        gradrev.reverse(x, 0.5).sum().backward()
+        assert x.grad.tolist() == [-0.5, -0.5, -0.5]
+        ```
     """
     # getattr, not torch.compiler: a stub torch, or one another thread is still importing,
     # has no such attribute yet, and must not break a call on another framework's array.

@@ -29,7 +29,13 @@ def reverse(x: jax.Array, lambda_: float | jax.Array = 1.0) -> jax.Array:
 
     Contract: returns ``x`` itself; the only residual kept for backward is ``lambda_``.
 
-    >>> y = reverse(jnp.ones(3), 0.5)
+    Example:
+        ```python
+        import jax.numpy as jnp
+        from gradrev.backends.jax import reverse
+
+        y = reverse(jnp.ones(3), 0.5)
+        ```
     """
     if not isinstance(x, jax.Array):
         raise _lambda.wrong_input(x, "gradrev.reverse", "a jax.Array")

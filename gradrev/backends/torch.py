@@ -30,7 +30,13 @@ def reverse(x: torch.Tensor, lambda_: float | torch.Tensor = 1.0) -> torch.Tenso
 
     Contract: returns a zero-copy view of ``x``; only ``lambda_`` is kept for backward.
 
-    >>> y = reverse(torch.ones(3, requires_grad=True), 0.5)
+    Example:
+        ```python
+        import torch
+        from gradrev.backends.torch import reverse
+
+        y = reverse(torch.ones(3, requires_grad=True), 0.5)
+        ```
     """
     if not isinstance(x, torch.Tensor):
         raise _lambda.wrong_input(x, "gradrev.reverse", "a torch.Tensor")
@@ -52,7 +58,7 @@ def reverse(x: torch.Tensor, lambda_: float | torch.Tensor = 1.0) -> torch.Tenso
 
 
 class GradReverse(torch.autograd.Function):
-    """The autograd Function behind :func:`reverse`: ``apply(x, lambda_)``.
+    """The autograd Function behind [reverse][gradrev.backends.torch.reverse]: ``apply(x, lambda_)``.
 
     ``lambda_`` is a finite float or a detached 0-d floating tensor.
     """
