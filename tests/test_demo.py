@@ -120,7 +120,8 @@ def test_progress_bar_in_a_terminal_redraws_one_line_with_an_eta() -> None:
         progress.advance("torch")
     progress.close()
     frames = term.getvalue().split("\r")
-    assert "1/4" in frames[1] and "ETA 0:03" in frames[1]
+    assert "1/4" in frames[1] and "ETA ?" in frames[1]  # no rate yet
+    assert "2/4" in frames[2] and "ETA 0:01" in frames[2]
     assert frames[-1].endswith("\n") and "4/4" in frames[-1]
 
 

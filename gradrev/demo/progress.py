@@ -1,6 +1,6 @@
 """Progress for long CLI runs: a redrawn bar with an ETA in a terminal, plain lines elsewhere.
 
-No dependency: the demo runs the same with or without rich installed.
+No dependency beyond the standard library.
 """
 
 from __future__ import annotations
@@ -41,12 +41,14 @@ class Progress:
         self.tty = stream.isatty()
         self.done = 0
         self.label = ""
-        self.start = clock()
+        self.start: float | None = None  # the first step, not the imports before it
         self.last = -float("inf")
 
     def advance(self, label: str, steps: int = 1) -> None:
         """Record ``steps`` more steps of ``label``'s work."""
         now = self.clock()
+        if self.start is None:
+            self.start = now
         if label != self.label:
             self.label = label
             if not self.tty:  # a new backend starts: say so at once
@@ -67,8 +69,11 @@ class Progress:
             self._line(now)
         self.stream.flush()
 
+    def _elapsed(self, now: float) -> float:
+        return 0.0 if self.start is None else now - self.start
+
     def _eta(self, now: float) -> str:
-        elapsed = now - self.start
+        elapsed = self._elapsed(now)
         if self.done == 0 or elapsed <= 0:
             return "ETA ?"
         left = elapsed / self.done * (self.total - self.done)
@@ -89,6 +94,6 @@ class Progress:
         percent = 100 * self.done // max(self.total, 1)
         self.stream.write(
             f"training {self.label}: {self.done}/{self.total} steps ({percent}%), "
-            f"{now - self.start:.0f} s elapsed, {self._eta(now)}\n"
+            f"{self._elapsed(now):.0f} s elapsed, {self._eta(now)}\n"
         )
         self.stream.flush()
