@@ -39,7 +39,7 @@ class Config:
 
 def installed_backends() -> list[str]:
     """The backends whose frameworks (and layer libraries) are installed."""
-    return [b for b in BACKENDS if all(importlib.util.find_spec(m) for m in _NEEDS[b])]
+    return [b for b in BACKENDS if all(has(m) for m in _NEEDS[b])]
 
 
 def has(module: str) -> bool:
