@@ -4,12 +4,14 @@ A schedule is called with a Python int (gives a float) or with a 0-d integer ten
 any framework (gives a 0-d float32 tensor of that framework, traceable inside jit).
 ``to_dict``/``from_dict`` round-trip it through plain JSON-able dicts.
 
->>> from gradrev import schedules
->>> s = schedules.dann(total_steps=1000)
->>> round(s(500), 4)
-0.9866
->>> schedules.from_dict(s.to_dict()) == s
-True
+Example:
+    ```python
+    from gradrev import schedules
+
+    s = schedules.dann(total_steps=1000)
+    assert round(s(500), 4) == 0.9866
+    assert schedules.from_dict(s.to_dict()) == s
+    ```
 """
 
 from __future__ import annotations

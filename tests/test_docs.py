@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -21,9 +24,22 @@ SNIPPETS = [
 ]
 
 
+FRAMEWORK_IMPORT = re.compile(
+    r"^\s*(?:import|from) (?:gradrev\.)?(torch|jax|tensorflow|flax|keras)\b", re.M
+)
+
+
+def skip_unless_installed(code: str) -> None:
+    """A snippet for a framework that this install lacks (a single-extra CI venv) is skipped."""
+    for name in sorted(set(FRAMEWORK_IMPORT.findall(code))):
+        if importlib.util.find_spec(name) is None:
+            pytest.skip(f"{name} is not installed")
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("code", SNIPPETS)
 def test_snippet_runs(code: str) -> None:
+    skip_unless_installed(code)
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     proc = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=600
@@ -36,3 +52,58 @@ def test_ci_runs_the_readme_test_command() -> None:
     commands = re.findall(r"```bash\n(pip install -c constraints.txt .*?)\n```", readme)
     assert len(commands) == 2, "README must hold exactly two set-up commands"
     assert commands[1] in (ROOT / ".ci" / "run").read_text()
+
+
+# -- Docstrings: the API reference ----------------------------------------------------------
+
+SOURCES = sorted((ROOT / "gradrev").rglob("*.py"))
+# Rewritten by the lead in parallel: they follow the same style once merged.
+PENDING = {"gradrev/torch.py", "gradrev/keras.py", "gradrev/flax/nnx.py"}
+
+
+def docstrings(path: Path) -> list[str]:
+    import ast
+
+    tree = ast.parse(path.read_text())
+    nodes = [tree, *(n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef | ast.ClassDef))]
+    return [d for n in nodes if (d := ast.get_docstring(n))]
+
+
+def _pending(path: Path) -> list[Any]:
+    rel = str(path.relative_to(ROOT))
+    if rel in PENDING:
+        return [pytest.mark.xfail(reason="the lead converts this file's docstrings")]
+    return []
+
+
+@pytest.mark.parametrize(
+    "path",
+    [pytest.param(p, id=str(p.relative_to(ROOT)), marks=_pending(p)) for p in SOURCES],
+)
+def test_docstrings_use_the_one_style(path: Path) -> None:
+    """mkdocstrings renders Google sections and fenced code; it shows reST roles and bare
+    doctest lines as literal text and blockquotes."""
+    for doc in docstrings(path):
+        assert ">>>" not in doc, f"a doctest line; use an Example: section with ```python:\n{doc}"
+        roles = re.findall(r":(?:func|meth|class|attr|mod):`[^`]+`", doc)
+        assert not roles, f"reST roles {roles}; cross-reference as [name][gradrev.module.name]"
+
+
+DOC_EXAMPLES = [
+    pytest.param(textwrap.dedent(code), id=f"{p.relative_to(ROOT)}:{i}")
+    for p in SOURCES
+    for i, code in enumerate(
+        c for doc in docstrings(p) for c in re.findall(r"```python\n(.*?)```", doc, re.S)
+    )
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("code", DOC_EXAMPLES)
+def test_docstring_example_runs(code: str) -> None:
+    skip_unless_installed(code)
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=600
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
