@@ -8,7 +8,13 @@ to fix it; the drop-ins accept what their peer accepts.
 from __future__ import annotations
 
 import copy
+import importlib
+import importlib.util
+import os
+import subprocess
+import sys
 import textwrap
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -16,12 +22,19 @@ import pytest
 
 DTYPES = ("float16", "bfloat16", "float32", "float64")
 ALPHAS = (1.0, 0.5, 0.1, 30.0, 1 / 3, 1e-3, 2)
-PEER_MISSING = "is not installed: pip install --no-deps -c constraints.txt -e '.[compat-test]'"
+PEER_MISSING = "is not installed (the compat-test extra: pip install --no-deps, as .ci/run does)"
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def peer(module: str, package: str, name: str) -> Any:
-    """The peer package, or a skip that says how to install it."""
-    mod = pytest.importorskip(module, reason=f"{package} {PEER_MISSING}")
+    """The peer package; where missing, a skip that says how to install it.
+
+    With GRADREV_TEST_PEERS=1 (as .ci/run sets after installing them), a missing peer fails.
+    """
+    if os.environ.get("GRADREV_TEST_PEERS") == "1":
+        mod = importlib.import_module(module)
+    else:
+        mod = pytest.importorskip(module, reason=f"{package} {PEER_MISSING}")
     if not hasattr(mod, name):  # two packages install as gradient_reversal
         pytest.skip(f"the installed {module} is not {package}")
     return mod
@@ -58,6 +71,15 @@ def test_one_element_lambda_error_says_how_to_fix_it(backend: Any) -> None:
     with pytest.raises(ValueError, match=r"shape \(3,\).*one λ for the whole gradient") as info:
         backend.ops.reverse(x, many)
     assert "reshape" not in str(info.value)
+
+
+def test_ci_installs_the_compat_test_extra() -> None:
+    """.ci/run installs exactly the compat-test extra's packages, with --no-deps."""
+    tomllib = pytest.importorskip("tomllib")
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    peers = config["project"]["optional-dependencies"]["compat-test"]
+    line = f"pip install -q --no-deps {' '.join(peers)} && GRADREV_TEST_PEERS=1 pytest"
+    assert line in (ROOT / ".ci" / "run").read_text()
 
 
 # --- pytorch-revgrad ----------------------------------------------------------------------
@@ -591,3 +613,30 @@ def test_adapt_update_lambda_bad_input(keras: Any) -> None:
         ValueError, match=r"no gradrev\.keras\.GradientReversal layer and no lambda_"
     ):
         model.fit(np.zeros((4, 1)), np.zeros((4,)), verbose=0, callbacks=[UpdateLambda()])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("keras_backend", ["jax", "torch"])
+def test_adapt_update_lambda_on_other_keras_backends(keras_backend: str) -> None:
+    """The tests above on the JAX and PyTorch Keras backends, one subprocess each."""
+    if os.environ.get("GRADREV_COMPAT_KERAS_CHILD"):
+        pytest.skip("already in a Keras child process")
+    for module in ("keras", "tensorflow", keras_backend):
+        if importlib.util.find_spec(module) is None:
+            pytest.skip(f"{module} is not installed")
+    env = {
+        **os.environ,
+        "GRADREV_COMPAT_KERAS_CHILD": "1",
+        "KERAS_BACKEND": keras_backend,
+        "TF_CPP_MIN_LOG_LEVEL": "3",
+    }
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-k", "adapt", __file__],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=Path(__file__).parent.parent,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+    assert "3 passed" in proc.stdout, proc.stdout[-2000:]
