@@ -171,8 +171,42 @@ def test_dann_steep_negative_gamma_is_computed_stably(backend: Any) -> None:
         assert got == np.float32(expected)
 
 
+@pytest.mark.parametrize(
+    "schedule",
+    [
+        schedules.dann(10, gamma=1e308),
+        schedules.dann(10, gamma=-1e308, normalize=True),
+        schedules.warm_start(alpha=1e308, max_iters=10, clamp=False),
+    ],
+    ids=["dann", "normalized", "warm_start"],
+)
+def test_huge_steepness_never_gives_nan(backend: Any, schedule: Any) -> None:
+    """float32 steps cannot hold a steepness of 1e308: still no inf·0 = NaN at step 0."""
+    for step in (0, 1, 5, 50):
+        got = backend.numpy(schedule(backend.tensor(np.asarray(step, np.int32))))
+        assert got == np.float32(schedule(step)), step
+
+
 def test_warm_start_refuses_negative_alpha() -> None:
     with pytest.raises(
         ValueError, match=r"WarmStart: alpha must be a finite number ≥ 0, got -1\.0"
     ):
         schedules.warm_start(0.0, 1.0, -1.0, 1000)
+
+
+def test_native_layer_runs_the_new_schedules() -> None:
+    """gradrev.torch's layer steps through tllib's unclamped curve and adapt's ramp."""
+    pytest.importorskip("torch")
+    from gradrev.torch import GradientReversal
+
+    for schedule, reference in (
+        (schedules.warm_start(clamp=False), tllib_coefficient),
+        (
+            schedules.dann(1000, gamma=1.0, normalize=True),
+            lambda i: adapt_ramp(i, 1000, 1.0, 0.0, 1.0),
+        ),
+    ):
+        layer = GradientReversal(schedule=schedule)
+        for _ in range(2000):
+            layer.step()
+        assert layer.lambda_ == np.float32(reference(2000))  # λ is stored in float32
