@@ -2,7 +2,9 @@
 
 A schedule is called with a Python int (gives a float) or with a 0-d integer tensor of
 any framework (gives a 0-d float32 tensor of that framework, traceable inside jit).
-``to_dict``/``from_dict`` round-trip it through plain JSON-able dicts.
+``to_dict``/``from_dict`` round-trip it through plain JSON-able dicts. With an int step, exp
+is NumPy's float64 exp, as the reference implementations compute it: ``warm_start`` gives
+tllib's coefficients bit for bit.
 
 >>> from gradrev import schedules
 >>> s = schedules.dann(total_steps=1000)
