@@ -305,6 +305,37 @@ def test_gradient_reversal_layer_bits_equal_the_peer(torch: Any, dtype: str) -> 
     assert back.alpha.item() == np.float32(0.3)
 
 
+@pytest.mark.slow
+def test_changing_float_alpha_under_torch_compile(torch: Any) -> None:
+    """A Python float α that changes becomes a symbolic float under torch.compile: it works."""
+    from gradrev.compat.gradient_reversal import gradient_reversal
+    from gradrev.compat.revgrad import revgrad
+    from gradrev.compat.tllib import GradientReverseFunction
+
+    for fn in (gradient_reversal, revgrad, GradientReverseFunction.apply):
+        torch._dynamo.reset()
+        step = torch.compile(lambda x, a, f=fn: f(x, a).sum(), backend="eager", fullgraph=True)
+        for alpha in (0.1, 0.2, 0.3, 0.4):
+            x = torch.ones(3, requires_grad=True)
+            step(x, alpha).backward()
+            assert torch.equal(x.grad, torch.full((3,), -alpha)), fn
+
+
+@pytest.mark.slow
+def test_tllib_warm_start_under_torch_compile(torch: Any) -> None:
+    """Compiled, the warm-start layer still gives tllib's coefficients (iter_num is a Python
+    int, so Dynamo recompiles per step up to its limit, then runs eagerly, as with tllib)."""
+    from gradrev.compat.tllib import WarmStartGradientReverseLayer
+
+    torch._dynamo.reset()
+    grl = WarmStartGradientReverseLayer(auto_step=True)
+    compiled = torch.compile(grl, backend="eager")
+    for i in range(12):
+        x = torch.ones(1, dtype=torch.float64, requires_grad=True)
+        compiled(x).sum().backward()
+        assert x.grad.item() == -tllib_coefficient(i)
+
+
 # --- tadeephuy's GradientReversal (not on PyPI: its backward, −α·grad, is reproduced) ------
 
 

@@ -40,7 +40,9 @@ def finite_float(alpha: Any, where: str) -> float:
     elif isinstance(alpha, bool) or not isinstance(alpha, numbers.Real):
         raise TypeError(f"{where}: alpha must be {ACCEPTED}, got {_lambda.describe(alpha)}")
     value = float(alpha)
-    if not math.isfinite(value):
+    # Comparisons, not math.isfinite: under torch.compile a changing Python float becomes a
+    # symbolic float, which compares (as a guard) but has no isfinite.
+    if not -math.inf < value < math.inf:
         raise ValueError(
             f"{where}: alpha must be finite, got {value!r}; "
             "a NaN or infinite α would silently poison every gradient"
