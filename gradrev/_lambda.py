@@ -68,9 +68,15 @@ def as_float(lambda_: Any, where: str, framework: str) -> float:
 
 
 def not_scalar(lambda_: Any, where: str, framework: str) -> ValueError:
+    """λ with dimensions. One element is refused too, not broadcast: see docs/migration.md."""
+    if _one_element(lambda_):
+        fix = "tf.reshape(lambda_, [])" if framework == "tensorflow" else "lambda_.reshape(())"
+        hint = f"gradrev does not broadcast a one-element λ: pass {fix} or a Python float"
+    else:
+        hint = "gradrev takes one λ for the whole gradient"
     return ValueError(
         f"{where}: lambda_ must be a scalar ({ACCEPTED.format(framework=framework)}), "
-        f"got {describe(lambda_)}"
+        f"got {describe(lambda_)}; {hint}"
     )
 
 
@@ -80,6 +86,14 @@ def unknown_rank(lambda_: Any, where: str, framework: str) -> ValueError:
         f"got {describe(lambda_)}, whose rank is unknown in this trace; give it a known rank, "
         "e.g. tf.TensorSpec([]) in the tf.function's input_signature"
     )
+
+
+def _one_element(value: Any) -> bool:
+    try:
+        dims = tuple(value.shape)
+    except (TypeError, ValueError):  # e.g. a TensorFlow shape of unknown rank
+        return False
+    return all(isinstance(d, int) and d == 1 for d in dims)
 
 
 def not_floating(lambda_: Any, where: str, framework: str) -> TypeError:
