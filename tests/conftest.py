@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import importlib.util
 import os
+import sys
 from typing import Any
 
 import pytest
@@ -16,6 +17,14 @@ import pytest
 from gradrev._adapters import ADAPTERS
 
 BACKENDS = tuple(ADAPTERS)
+
+# Known conflict (docs/install.md): triton (torch >= 2.14's CUDA builds ship it) segfaults
+# when it loads after TensorFlow, as torch.compile makes it do. Loaded first, both work.
+if "tensorflow" not in sys.modules and all(
+    importlib.util.find_spec(m) for m in ("triton", "tensorflow")
+):
+    import triton  # noqa: F401
+
 DEVICES = ("cpu", "gpu")
 _MODULE = {"torch": "torch", "jax": "jax", "tensorflow": "tensorflow"}
 
@@ -37,15 +46,23 @@ def installed(name: str) -> bool:
     return importlib.util.find_spec(_MODULE[name]) is not None
 
 
-def _backend_param(name: str) -> Any:
+def skip_reason(*names: str) -> str | None:
+    """Why a test that needs every backend in ``names`` is skipped; None runs it.
+
+    A selected backend is never skipped: if it is missing, the test fails loudly.
+    """
     requested = requested_backends()
-    if requested is not None and name not in requested:
-        reason = f"{name} not in GRADREV_TEST_BACKENDS={','.join(requested)}"
-        return pytest.param(name, marks=pytest.mark.skip(reason=reason))
-    if requested is None and not installed(name):
-        reason = f'{name} is not installed (pip install "gradrev[{name}]")'
-        return pytest.param(name, marks=pytest.mark.skip(reason=reason))
-    return name  # selected: if it is missing, the adapter import fails the test loudly
+    for name in names:
+        if requested is not None and name not in requested:
+            return f"{name} not in GRADREV_TEST_BACKENDS={','.join(requested)}"
+        if requested is None and not installed(name):
+            return f'{name} is not installed (pip install "gradrev[{name}]")'
+    return None
+
+
+def _backend_param(name: str) -> Any:
+    reason = skip_reason(name)
+    return pytest.param(name, marks=pytest.mark.skip(reason=reason)) if reason else name
 
 
 @functools.cache

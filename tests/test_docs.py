@@ -9,12 +9,32 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import skip_reason
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
 FENCE = re.compile(r"```python\n(.*?)```", re.S)
+# The backend each imported module needs; keras runs on the one KERAS_BACKEND names.
+NEEDS = {"torch": "torch", "jax": "jax", "flax": "jax", "optax": "jax", "tensorflow": "tensorflow"}
+IMPORTED = re.compile(r"^\s*(?:import|from)\s+(?:gradrev\.)?(\w+)", re.M)
+
+
+def backends_of(code: str) -> list[str]:
+    modules = set(IMPORTED.findall(code))
+    names = {NEEDS[m] for m in modules if m in NEEDS}
+    if "keras" in modules:
+        chosen = re.search(r"KERAS_BACKEND\W+(torch|jax|tensorflow)\b", code)
+        names.add(chosen[1] if chosen else os.environ.get("KERAS_BACKEND", "tensorflow"))
+    return sorted(names)
+
+
+def snippet(code: str, id: str) -> object:
+    reason = skip_reason(*backends_of(code))
+    return pytest.param(code, id=id, marks=pytest.mark.skip(reason=reason) if reason else ())
+
+
 SNIPPETS = [
-    pytest.param(code, id=f"{page.relative_to(ROOT)}:{i}")
+    snippet(code, id=f"{page.relative_to(ROOT)}:{i}")
     for page in PAGES
     for i, code in enumerate(FENCE.findall(page.read_text()))
     if not code.startswith("--8<--")  # an included example: tests/test_examples.py runs it
@@ -36,3 +56,26 @@ def test_ci_runs_the_readme_test_command() -> None:
     commands = re.findall(r"```bash\n(pip install -c constraints.txt .*?)\n```", readme)
     assert len(commands) == 2, "README must hold exactly two set-up commands"
     assert commands[1] in (ROOT / ".ci" / "run").read_text()
+
+
+def test_install_table_passed_the_declared_floors() -> None:
+    """docs/install.md's matrix (scripts/matrix.py writes it) ran each floor of pyproject.toml."""
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    python = re.search(r'^requires-python = ">=([\d.]+)"', pyproject, re.M)[1]  # type: ignore[index]
+    rows = {
+        m[1]: m[2:]
+        for m in re.finditer(
+            r"^\| `([\w-]+)` \| ([\d.]+) \| (.*?) \| .*? \| (passed|\*\*failed\*\*)",
+            (ROOT / "docs" / "install.md").read_text(),
+            re.M,
+        )
+    }
+    for extra in ("torch", "jax", "tensorflow"):
+        line = re.search(rf"^{extra} = \[(.*)\]$", pyproject, re.M)[1]  # type: ignore[index]
+        floors = re.findall(r'"([\w.-]+)>=([\w.]+)"', line)
+        assert floors, f"pyproject.toml: the {extra} extra declares no floor"
+        got_python, versions, result = rows[f"floors-{extra}"]
+        assert got_python.startswith(python + "."), (extra, got_python)
+        assert result == "passed", f"floors-{extra} failed in docs/install.md"
+        for package, floor in floors:
+            assert f"{package} {floor}," in versions + ",", (extra, package, floor, versions)

@@ -115,7 +115,7 @@ def _scale(grad: torch.Tensor, lambda_: float | torch.Tensor) -> torch.Tensor:
     # a Python float is not. Spell out opmath so both forms of λ give the same bits.
     if grad.dtype in _REDUCED:
         return (grad.float() * -lambda_.float()).to(grad.dtype)
-    real = grad.real.dtype if grad.is_complex() else grad.dtype
+    real = grad.real.dtype if grad.dtype.is_complex else grad.dtype  # torch 2.6 dynamo: no is_complex()
     return grad * -lambda_.to(real)
 
 
