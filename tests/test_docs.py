@@ -9,15 +9,34 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
-from typing import Any
 
 import pytest
+from conftest import skip_reason
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
 FENCE = re.compile(r"```python\n(.*?)```", re.S)
+# The backend each imported module needs; keras runs on the one KERAS_BACKEND names.
+NEEDS = {"torch": "torch", "jax": "jax", "flax": "jax", "optax": "jax", "tensorflow": "tensorflow"}
+IMPORTED = re.compile(r"^\s*(?:import|from)\s+(?:gradrev\.)?(\w+)", re.M)
+
+
+def backends_of(code: str) -> list[str]:
+    modules = set(IMPORTED.findall(code))
+    names = {NEEDS[m] for m in modules if m in NEEDS}
+    if "keras" in modules:
+        chosen = re.search(r"KERAS_BACKEND\W+(torch|jax|tensorflow)\b", code)
+        names.add(chosen[1] if chosen else os.environ.get("KERAS_BACKEND", "tensorflow"))
+    return sorted(names)
+
+
+def snippet(code: str, id: str) -> object:
+    reason = skip_reason(*backends_of(code))
+    return pytest.param(code, id=id, marks=pytest.mark.skip(reason=reason) if reason else ())
+
+
 SNIPPETS = [
-    pytest.param(code, id=f"{page.relative_to(ROOT)}:{i}")
+    snippet(code, id=f"{page.relative_to(ROOT)}:{i}")
     for page in PAGES
     for i, code in enumerate(FENCE.findall(page.read_text()))
     if not code.startswith("--8<--")  # an included example: tests/test_examples.py runs it
@@ -57,8 +76,6 @@ def test_ci_runs_the_readme_test_command() -> None:
 # -- Docstrings: the API reference ----------------------------------------------------------
 
 SOURCES = sorted((ROOT / "gradrev").rglob("*.py"))
-# Rewritten by the lead in parallel: they follow the same style once merged.
-PENDING = {"gradrev/torch.py", "gradrev/keras.py", "gradrev/flax/nnx.py"}
 
 
 def docstrings(path: Path) -> list[str]:
@@ -69,16 +86,9 @@ def docstrings(path: Path) -> list[str]:
     return [d for n in nodes if (d := ast.get_docstring(n))]
 
 
-def _pending(path: Path) -> list[Any]:
-    rel = str(path.relative_to(ROOT))
-    if rel in PENDING:
-        return [pytest.mark.xfail(reason="the lead converts this file's docstrings")]
-    return []
-
-
 @pytest.mark.parametrize(
     "path",
-    [pytest.param(p, id=str(p.relative_to(ROOT)), marks=_pending(p)) for p in SOURCES],
+    [pytest.param(p, id=str(p.relative_to(ROOT))) for p in SOURCES],
 )
 def test_docstrings_use_the_one_style(path: Path) -> None:
     """mkdocstrings renders Google sections and fenced code; it shows reST roles and bare
@@ -107,3 +117,26 @@ def test_docstring_example_runs(code: str) -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=600
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+def test_install_table_passed_the_declared_floors() -> None:
+    """docs/install.md's matrix (scripts/matrix.py writes it) ran each floor of pyproject.toml."""
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    python = re.search(r'^requires-python = ">=([\d.]+)"', pyproject, re.M)[1]  # type: ignore[index]
+    rows = {
+        m[1]: m[2:]
+        for m in re.finditer(
+            r"^\| `([\w-]+)` \| ([\d.]+) \| (.*?) \| .*? \| (passed|\*\*failed\*\*)",
+            (ROOT / "docs" / "install.md").read_text(),
+            re.M,
+        )
+    }
+    for extra in ("torch", "jax", "tensorflow"):
+        line = re.search(rf"^{extra} = \[(.*)\]$", pyproject, re.M)[1]  # type: ignore[index]
+        floors = re.findall(r'"([\w.-]+)>=([\w.]+)"', line)
+        assert floors, f"pyproject.toml: the {extra} extra declares no floor"
+        got_python, versions, result = rows[f"floors-{extra}"]
+        assert got_python.startswith(python + "."), (extra, got_python)
+        assert result == "passed", f"floors-{extra} failed in docs/install.md"
+        for package, floor in floors:
+            assert f"{package} {floor}," in versions + ",", (extra, package, floor, versions)

@@ -124,7 +124,8 @@ def _scale(grad: torch.Tensor, lambda_: float | torch.Tensor) -> torch.Tensor:
     # a Python float is not. Spell out opmath so both forms of λ give the same bits.
     if grad.dtype in _REDUCED:
         return (grad.float() * -lambda_.float()).to(grad.dtype)
-    real = grad.real.dtype if grad.is_complex() else grad.dtype
+    # dtype.is_complex, not grad.is_complex(): torch.compile in torch 2.6 rejects the call.
+    real = grad.real.dtype if grad.dtype.is_complex else grad.dtype
     return grad * -lambda_.to(real)
 
 
