@@ -22,7 +22,7 @@ _REDUCED = (torch.float16, torch.bfloat16)
 
 def is_tensor(x: Any) -> bool:
     """Whether ``x`` is a tensor of this backend's framework (subclasses and Parameters included)."""
-    return isinstance(x, torch.Tensor)
+    return isinstance(x, (torch.Tensor, torch.fx.Proxy))
 
 
 def reverse(x: torch.Tensor, lambda_: float | torch.Tensor = 1.0) -> torch.Tensor:
@@ -39,6 +39,9 @@ def reverse(x: torch.Tensor, lambda_: float | torch.Tensor = 1.0) -> torch.Tenso
         ```
     """
     if not isinstance(x, torch.Tensor):
+        if isinstance(x, torch.fx.Proxy):  # torch.fx.symbolic_trace: record the operator
+            lam = lambda_ if isinstance(lambda_, torch.fx.Proxy) else _check_lambda(lambda_)
+            return _recorded(x, lam)
         raise _lambda.wrong_input(x, "gradrev.reverse", "a torch.Tensor")
     if x.layout != torch.strided or x.is_nested:
         raise _not_dense(x)
@@ -46,11 +49,16 @@ def reverse(x: torch.Tensor, lambda_: float | torch.Tensor = 1.0) -> torch.Tenso
     if not (x.is_floating_point() or x.is_complex()):
         return x  # integers and bools carry no gradient: pass through untouched
     if torch.compiler.is_compiling():
+        if torch.compiler.is_exporting() and not _onnx_exporting():
+            return _recorded(x, lam)
         return _GradReverseCompiled.apply(x, lam)  # type: ignore[no-untyped-call,no-any-return]
     if forward_ad._current_level >= 0:
         return _GradReverseDual.apply(x, lam)  # type: ignore[no-untyped-call,no-any-return]
     if torch._C._are_functorch_transforms_active():
         return GradReverse.apply(x, lam)  # type: ignore[no-untyped-call,no-any-return]
+    # torch.jit.is_tracing() without its is_scripting() check, which costs 40 ns a call.
+    if torch._C._is_tracing() and not _onnx_exporting():
+        return _recorded(x, lam)
     # Outside torch.func transforms, Function.apply only binds default arguments through
     # inspect.signature (about 15 µs per call for the setup_context form) and then makes
     # this very call. Skipping the binding makes the forward 4x cheaper.
@@ -114,6 +122,49 @@ class _GradReverseDual(GradReverse):
 
 
 _apply_eagerly = super(torch.autograd.Function, GradReverse).apply
+
+
+# Exported programs and TorchScript traces lose an autograd.Function: torch.export records
+# its forward (a view_as, so training the program gives +grad), and a TorchScript trace
+# records a Python call that torch.jit.save refuses. An operator registered through
+# torch.library is recorded as itself and carries its backward formula into the program,
+# and a process that loads the program finds it again once gradrev.backends.torch is
+# imported. A custom operator may not return a view of its input, so its kernel copies:
+# it is used only while exporting or tracing, never eagerly or under torch.compile.
+@torch.library.custom_op("gradrev::reverse", mutates_args=())
+def _reverse_op(x: torch.Tensor, lambda_: float) -> torch.Tensor:
+    """``gradrev.reverse`` with a Python-float λ, as a PyTorch operator."""
+    return x.clone()
+
+
+@torch.library.custom_op("gradrev::reverse_lambda_tensor", mutates_args=())
+def _reverse_lambda_tensor_op(x: torch.Tensor, lambda_: torch.Tensor) -> torch.Tensor:
+    """``gradrev.reverse`` with a 0-d tensor λ, as a PyTorch operator."""
+    return x.clone()
+
+
+def _op_fake(x: torch.Tensor, lambda_: Any) -> torch.Tensor:
+    return torch.empty_like(x)
+
+
+for _op in (_reverse_op, _reverse_lambda_tensor_op):
+    _op.register_fake(_op_fake)
+    # The same saved state and backward as GradReverse, so the bits are the same too.
+    _op.register_autograd(GradReverse.backward, setup_context=GradReverse.setup_context)
+
+
+def _recorded(x: torch.Tensor, lambda_: float | torch.Tensor) -> torch.Tensor:
+    """The reversal as an operator call, for programs that record operators (see above)."""
+    if isinstance(lambda_, torch.Tensor):
+        return torch.ops.gradrev.reverse_lambda_tensor(x, lambda_)  # type: ignore[no-any-return]
+    return torch.ops.gradrev.reverse(x, lambda_)  # type: ignore[no-any-return]
+
+
+def _onnx_exporting() -> bool:
+    # ONNX programs are inference-only, where the reversal is the identity; both ONNX
+    # exporters already translate the autograd.Function's forward, but not the operator.
+    onnx = sys.modules.get("torch.onnx")
+    return onnx is not None and bool(onnx.is_in_onnx_export())
 
 
 def _scale(grad: torch.Tensor, lambda_: float | torch.Tensor) -> torch.Tensor:
