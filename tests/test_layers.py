@@ -366,3 +366,29 @@ def test_torch_checkpoint_recomputes_with_the_current_lambda(kind: Any) -> None:
     layer.lambda_ = -2.0
     y.backward(torch.tensor(G))
     np.testing.assert_array_equal(x.grad.numpy(), _reference.reverse_grad(G, -2.0))
+
+
+@pytest.mark.parametrize("precision", ["bf16-true", "16-true", "64-true", "bf16-mixed", "32-true"])
+def test_torch_layer_under_lightning_precision(precision: str) -> None:
+    """Lightning's precision plugins (.ci/run installs lightning for this test)."""
+    if os.environ.get(KERAS_CHILD) or importlib_missing("torch"):
+        pytest.skip("torch layer")
+    pytest.importorskip("lightning", reason="pip install lightning (as .ci/run does)")
+    import torch
+    from lightning.fabric import Fabric
+
+    from gradrev.torch import GradientReversal
+
+    fabric = Fabric(accelerator="cpu", devices=1, precision=precision)  # type: ignore[arg-type]
+    with fabric.init_module():
+        linear, grl = torch.nn.Linear(4, 4), GradientReversal(0.3)
+    fabric.setup(torch.nn.Sequential(linear, grl))
+    x = fabric.to_device(torch.randn(8, 4))
+    with fabric.autocast():
+        h = linear(fabric._precision.convert_input(x))
+        h.retain_grad()
+        y = grl(h)
+    g = torch.randn_like(y)
+    y.backward(g)
+    assert grl.lambda_ == 0.3
+    assert torch.equal(h.grad, g * -0.3), f"{h.dtype}: λ was rounded"
