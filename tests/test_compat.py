@@ -631,6 +631,22 @@ def test_adapt_update_lambda_drives_gradrev_layers_with_adapts_bits(keras: Any) 
         assert np.float32(ramp(s)) == pytest.approx(value, rel=1e-6)
 
 
+def test_adapt_update_lambda_only_the_layers_given(keras: Any) -> None:
+    from gradrev.compat.adapt import UpdateLambda
+    from gradrev.keras import GradientReversal
+
+    driven, left = GradientReversal(0.0), GradientReversal(0.7)
+    inputs = keras.Input((2,))
+    outputs = keras.layers.Add()([driven(inputs), left(inputs)])
+    model = keras.Model(inputs, keras.layers.Dense(1)(outputs))
+    model.compile(loss="mse", optimizer="sgd")
+    up = UpdateLambda(max_steps=4, layers=[driven])
+    model.fit(np.ones((4, 2)), np.ones(4), batch_size=1, verbose=0, callbacks=[up])
+    assert driven.lambda_ == 1.0 and left.lambda_ == np.float32(0.7)
+    with pytest.raises(TypeError, match=r"layers must be gradrev\.keras\.GradientReversal"):
+        UpdateLambda(layers=[keras.layers.Dense(1)])
+
+
 def test_adapt_update_lambda_bad_input(keras: Any) -> None:
     from gradrev.compat.adapt import UpdateLambda
 
@@ -670,4 +686,4 @@ def test_adapt_update_lambda_on_other_keras_backends(keras_backend: str) -> None
         timeout=600,
     )
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
-    assert "3 passed" in proc.stdout, proc.stdout[-2000:]
+    assert "4 passed" in proc.stdout, proc.stdout[-2000:]
