@@ -36,7 +36,7 @@ class TorchAdapter:
 
     def tensor(self, a: np.ndarray, device: str = "cpu") -> Any:
         t = self.torch
-        if a.dtype == _reference.BFLOAT16:
+        if _reference.is_bfloat16(a.dtype):
             out = t.from_numpy(a.view(np.int16).copy()).view(t.bfloat16)
         else:
             out = t.from_numpy(np.array(a))

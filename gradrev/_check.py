@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import platform
 from typing import Any
 
 import numpy as np
@@ -29,14 +30,30 @@ def probe_gradient(dtype: np.dtype[Any], seed: int = 0) -> np.ndarray:
 
 
 def run(backends: list[str] | None = None) -> dict[str, Any]:
-    """Compare every backend's reversed gradient with the canonical PyTorch arithmetic."""
+    """Compare every backend's reversed gradient with the canonical PyTorch arithmetic.
+
+    The report also records what was tested: gradrev, Python and framework versions, the
+    platform, the devices, and the rows that could not run (``skipped``, with the reason).
+    """
+    from gradrev import __version__
+    from gradrev._cli import devices as framework_devices
+    from gradrev._cli import framework_version
+
     results: list[dict[str, Any]] = []
+    skipped: list[dict[str, Any]] = []
+    frameworks: dict[str, Any] = {}
     for name in backends or installed_backends():
         adapter = ADAPTERS[name]()
+        frameworks[name] = {
+            "version": framework_version(name),
+            "devices": framework_devices(name),
+        }
         for device in devices(adapter):
             flush = adapter.flushes_subnormals(device)
             for dtype_name in DTYPES:
                 if dtype_name == "bfloat16" and _reference.BFLOAT16 is None:
+                    reason = "ml_dtypes is not installed"
+                    skipped.append({"backend": name, "dtype": dtype_name, "reason": reason})
                     continue
                 g = probe_gradient(_reference.dtype(dtype_name))
                 for lam in LAMBDAS:
@@ -65,7 +82,15 @@ def run(backends: list[str] | None = None) -> dict[str, Any]:
                                 "flush_subnormals": flush,
                             }
                         )
-    return {"ok": bool(results) and all(r["match"] for r in results), "results": results}
+    return {
+        "ok": bool(results) and all(r["match"] for r in results),
+        "gradrev": __version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "frameworks": frameworks,
+        "results": results,
+        "skipped": skipped,
+    }
 
 
 def table(report: dict[str, Any]) -> str:
@@ -81,9 +106,19 @@ def table(report: dict[str, Any]) -> str:
         lines.append(
             f"{backend:<11} {device:<6} {dtype:<9} {len(rs):>5} {bad:>10}  {verdict}{note}"
         )
-    ok = (
-        "ok: every gradient has the bits of PyTorch's grad * -lambda (any NaN matches any NaN; "
-        "where marked, subnormals are zeros because the backend flushes them: docs/semantics.md)"
+    for s in report.get("skipped", []):
+        lines.append(f"{s['backend']:<11} {'':<6} {s['dtype']:<10} skipped: {s['reason']}")
+    if not report["ok"]:
+        lines.append("FAILED: some gradients differ from the canonical bits")
+        return "\n".join(lines)
+    lines.append(
+        "ok: every gradient has the bits of PyTorch's grad * -lambda (any NaN matches any NaN)"
     )
-    lines.append(ok if report["ok"] else "FAILED: some gradients differ from the canonical bits")
+    if any(r["flush_subnormals"] for r in report["results"]):
+        lines.append(
+            "(subnormals flushed: that backend's CPU flushes subnormal floats to zero in every "
+            "operation, so its reference is the canonical result with subnormals flushed)"
+        )
+    if report.get("skipped"):
+        lines.append("skipped rows: pip install ml_dtypes to test bfloat16")
     return "\n".join(lines)

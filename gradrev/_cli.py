@@ -1,95 +1,148 @@
-"""The ``gradrev`` command line: ``demo``, ``check``, ``bench`` and ``info``."""
+"""The ``gradrev`` command line: ``check``, ``info``, ``demo`` and ``bench``.
+
+Building the parser imports nothing beyond the standard library, so ``gradrev --help``
+works in any install; each command imports what it needs when it runs.
+"""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.metadata
 import json
 import os
 import platform
+import re
 import sys
+import threading
+from collections.abc import Iterator
 from typing import Any
 
-_FRAMEWORKS = {"torch": "torch", "jax": "jax", "tensorflow": "tensorflow"}
+_FRAMEWORKS = ("torch", "jax", "tensorflow")
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="gradrev", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+    args = _parser().parse_args(argv)
+    if args.verbose:
+        return int(args.run(args))
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    with _quiet_frameworks():
+        return int(args.run(args))
+
+
+def _parser() -> argparse.ArgumentParser:
+    from gradrev import _bench
+    from gradrev.demo import Config
+
+    parser = argparse.ArgumentParser(prog="gradrev", description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="keep the frameworks' start-up logs"
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
     check = sub.add_parser("check", help="bitwise parity self-test on every backend and device")
     check.add_argument("--json", metavar="PATH", help="also write the report as JSON")
     check.add_argument(
         "--backends", help="comma-separated subset of torch,jax,tensorflow (default: installed)"
     )
-    sub.add_parser("info", help="versions and devices of the installed backends")
+    check.set_defaults(run=_check)
+
+    sub.add_parser("info", help="versions and devices of the installed backends").set_defaults(
+        run=_info
+    )
+
     demo = sub.add_parser("demo", help="DANN on the inter-twinning moons, in every framework")
-    _demo_options(demo)
-    sub.add_parser("bench", help="run benchmarks/bench.py (options passed on, e.g. --quick)")
-    args, rest = parser.parse_known_args(argv)
-    if rest and args.command != "bench":
-        parser.error(f"unrecognized arguments: {' '.join(rest)}")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter
-    if args.command == "check":
-        return _check(args)
-    if args.command == "demo":
-        return _demo(args)
-    if args.command == "bench":
-        return _bench(rest)
-    return _info()
-
-
-def _bench(args: list[str]) -> int:
-    import runpy
-    from pathlib import Path
-
-    candidates = [Path.cwd() / "benchmarks" / "bench.py"]
-    candidates.append(Path(__file__).resolve().parent.parent / "benchmarks" / "bench.py")
-    script = next((p for p in candidates if p.is_file()), None)
-    if script is None:
-        print(
-            "gradrev bench: benchmarks/bench.py not found; it ships with the source, not the "
-            "wheel: run it from a clone of the repository"
-        )
-        return 2
-    sys.argv = [str(script), *args]
-    try:
-        runpy.run_path(str(script), run_name="__main__")
-    except SystemExit as e:
-        return int(e.code or 0)
-    return 0
-
-
-def _demo_options(parser: argparse.ArgumentParser) -> None:
-    from gradrev.demo import Config
-
     d = Config()
-    parser.add_argument("--backends", help="comma-separated subset of torch,jax,tensorflow")
-    parser.add_argument("--seeds", type=int, default=d.seeds, help=f"default {d.seeds}")
-    parser.add_argument("--steps", type=int, default=d.steps, help=f"default {d.steps}")
-    parser.add_argument("--out", default="demo-out", help="folder for the figure")
-    parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
-    parser.add_argument("--lr", type=float, default=d.lr, help=f"Adam step size, default {d.lr}")
-    parser.add_argument("--lambda-max", type=float, default=d.lambda_max)
-    parser.add_argument("--gamma", type=float, default=d.gamma, help="DANN schedule steepness")
-    parser.add_argument("--hidden", type=int, default=d.hidden, help="hidden units per layer")
-    parser.add_argument("--batch-size", type=int, default=d.batch_size)
-    parser.add_argument("--dtype", choices=["float64", "float32"], default=d.dtype)
+    demo.add_argument("--backends", help="comma-separated subset of torch,jax,tensorflow")
+    demo.add_argument("--seeds", type=int, default=d.seeds, help=f"default {d.seeds}")
+    demo.add_argument("--steps", type=int, default=d.steps, help=f"default {d.steps}")
+    demo.add_argument("--out", default="demo-out", help="folder for the figure")
+    demo.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    demo.add_argument("--lr", type=float, default=d.lr, help=f"Adam step size, default {d.lr}")
+    demo.add_argument("--lambda-max", type=float, default=d.lambda_max)
+    demo.add_argument("--gamma", type=float, default=d.gamma, help="DANN schedule steepness")
+    demo.add_argument("--hidden", type=int, default=d.hidden, help="hidden units per layer")
+    demo.add_argument("--batch-size", type=int, default=d.batch_size)
+    demo.add_argument("--dtype", choices=["float64", "float32"], default=d.dtype)
+    demo.set_defaults(run=_demo)
+
+    bench = sub.add_parser(
+        "bench",
+        help="gradrev against the floor and the anchors, as ratios",
+        description=_bench.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _bench.add_options(bench)
+    bench.set_defaults(run=_bench.run)
+    return parser
+
+
+# Lines that TensorFlow and XLA write from C++ straight to file descriptor 2 while they
+# start (absl's "WARNING: All log messages before absl::InitializeLog()", then lines such
+# as "E0000 00:00:1795797379.774409 7639 cuda_platform.cc:52] failed call to cuInit").
+# TF_CPP_MIN_LOG_LEVEL does not silence them: they come before absl reads any setting.
+_NOISE = re.compile(
+    rb"WARNING: All log messages before absl::InitializeLog\(\) is called"
+    rb"|[IWE]\d{4} [\d:.]+ +\d+ [\w.]+:\d+\] "
+)
+
+
+@contextlib.contextmanager
+def _quiet_frameworks() -> Iterator[None]:
+    """Filter the frameworks' C++ start-up chatter out of stderr; everything else passes.
+
+    The chatter bypasses ``sys.stderr``, so the file descriptor itself goes through a pipe
+    and a thread that drops the matching lines. ``gradrev -v`` keeps them.
+    """
+    try:
+        fd = sys.stderr.fileno()
+    except (AttributeError, ValueError, OSError):  # no real stderr (a test harness)
+        yield
+        return
+    sys.stderr.flush()
+    real = os.dup(fd)
+    read, write = os.pipe()
+    os.dup2(write, fd)
+    os.close(write)
+
+    def pump() -> None:
+        with os.fdopen(read, "rb") as lines:
+            for line in lines:
+                if not _NOISE.match(line):
+                    os.write(real, line)
+
+    thread = threading.Thread(target=pump, name="gradrev-stderr", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(real, fd)  # closes the pipe's last write end: the pump sees EOF
+        thread.join(timeout=10)
+        os.close(real)
+
+
+def _split(value: str | None) -> list[str] | None:
+    return [v.strip() for v in value.split(",") if v.strip()] if value else None
 
 
 def _demo(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from gradrev import demo
-    from gradrev.demo import report
 
-    backends = args.backends.split(",") if args.backends else demo.installed_backends()
-    unknown = sorted(set(backends) - set(demo.BACKENDS))
-    missing = sorted(set(backends) - set(demo.installed_backends()) - set(unknown))
-    if unknown or missing or not backends:
-        print(
-            f"gradrev demo: unknown backends {unknown}, not installed {missing}; "
-            f'accepted: {list(demo.BACKENDS)} (pip install "gradrev[all,demo]")'
-        )
+    requested = _split(args.backends) or demo.installed_backends()
+    unknown = sorted(set(requested) - set(demo.BACKENDS))
+    if unknown or not requested:
+        print(f"gradrev demo: unknown backends {unknown}; accepted: {list(demo.BACKENDS)}")
+        return 2
+    missing = [b for b in requested if b not in demo.installed_backends()]
+    if missing:
+        extras = ",".join(missing)
+        print(f'gradrev demo: {", ".join(missing)} not installed: pip install "gradrev[{extras}]"')
+        return 2
+    if not demo.has("numpy"):
+        print('gradrev demo: the demo needs NumPy: pip install "gradrev[demo]"')
         return 2
     for name, value in (
         ("--seeds", args.seeds),
@@ -100,6 +153,9 @@ def _demo(args: argparse.Namespace) -> int:
         if value < 1:
             print(f"gradrev demo: {name} must be a positive integer, got {value}")
             return 2
+    plot = demo.has("matplotlib")
+    if not plot:  # said before training, not after it
+        print('no figure: matplotlib is not installed (pip install "gradrev[demo]")', flush=True)
     config = demo.Config(
         seeds=args.seeds,
         steps=args.steps,
@@ -110,51 +166,46 @@ def _demo(args: argparse.Namespace) -> int:
         gamma=args.gamma,
         dtype=args.dtype,
     )
-    with _progress(len(backends) * config.seeds * 2 * config.steps) as advance:
-        result = demo.run(config, backends, progress=advance)
+    from gradrev.demo import problem, report
+    from gradrev.demo.progress import Progress
+
+    progress = Progress(len(requested) * config.seeds * 2 * config.steps, sys.stdout)
+    result = problem.run(config, requested, progress=progress.advance)
+    progress.close()
     print(report.tables(result))
-    plot = report.figure(result, Path(args.out) / "dann_moons.png")
-    result["plot"] = str(plot)
-    print(f"figure: {plot}")
+    result["plot"] = None
+    if plot:
+        result["plot"] = str(report.figure(result, Path(args.out) / "dann_moons.png"))
+        print(f"figure: {result['plot']}")
     if args.json:
         report.write_json(result, Path(args.json))
+        print(f"results: {args.json}")
     return 0
 
 
-def _progress(total: int) -> Any:
-    """A rich progress bar if rich is installed, else nothing."""
-    import contextlib
-
-    try:
-        from rich.progress import Progress
-    except ImportError:
-        return contextlib.nullcontext(None)
-
-    @contextlib.contextmanager
-    def bar() -> Any:
-        with Progress(transient=True) as progress:
-            task = progress.add_task("training", total=total)
-
-            def advance(backend: str, steps: int) -> None:
-                progress.update(task, advance=steps, description=f"training {backend}")
-
-            yield advance
-
-    return bar()
-
-
 def _check(args: argparse.Namespace) -> int:
-    from gradrev import _check
+    from gradrev import demo
 
-    backends = args.backends.split(",") if args.backends else None
+    backends = _split(args.backends)
     unknown = sorted(set(backends or []) - set(_FRAMEWORKS))
     if unknown:
         print(f"gradrev check: unknown backends {unknown}; accepted: {list(_FRAMEWORKS)}")
         return 2
-    if not (backends or _check.installed_backends()):
-        print('gradrev check: no backend installed; try pip install "gradrev[all]"')
+    installed = [name for name in _FRAMEWORKS if demo.has(name)]
+    missing = [name for name in backends or [] if name not in installed]
+    if missing:
+        extras = ",".join(missing)
+        print(f'gradrev check: {", ".join(missing)} not installed: pip install "gradrev[{extras}]"')
         return 2
-    report = _check.run(backends)
+    if not (backends or installed):
+        print('gradrev check: no backend installed; pip install "gradrev[torch]" (or [jax], ...)')
+        return 2
+    if not demo.has("numpy"):
+        print('gradrev check: the reference needs NumPy: pip install "gradrev[torch]"')
+        return 2
+    from gradrev import _check
+
+    report = _check.run(backends or installed)
     print(_check.table(report))
     if args.json:
         with open(args.json, "w") as f:
@@ -162,31 +213,30 @@ def _check(args: argparse.Namespace) -> int:
     return 0 if report["ok"] else 1
 
 
-def _info() -> int:
+def _info(args: argparse.Namespace) -> int:
     from gradrev import __version__
 
     print(f"gradrev {__version__}, Python {platform.python_version()} on {platform.platform()}")
-    for name, dist in _FRAMEWORKS.items():
-        try:
-            version = importlib.metadata.version(dist if name != "tensorflow" else _tf_dist())
-        except importlib.metadata.PackageNotFoundError:
+    for name in _FRAMEWORKS:
+        version = framework_version(name)
+        if version is None:
             print(f'{name:<11} not installed (pip install "gradrev[{name}]")')
             continue
-        print(f"{name:<11} {version:<12} devices: {', '.join(_devices(name))}")
+        print(f"{name:<11} {version:<12} devices: {', '.join(devices(name))}")
     return 0
 
 
-def _tf_dist() -> str:
-    for dist in ("tensorflow", "tensorflow-cpu", "tf-nightly"):
-        try:
-            importlib.metadata.version(dist)
-            return dist
-        except importlib.metadata.PackageNotFoundError:
-            continue
-    return "tensorflow"
+def framework_version(name: str) -> str | None:
+    """The installed version of a framework's distribution, or None."""
+    dists = ("tensorflow", "tensorflow-cpu", "tf-nightly") if name == "tensorflow" else (name,)
+    for dist in dists:
+        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+            return importlib.metadata.version(dist)
+    return None
 
 
-def _devices(name: str) -> list[str]:
+def devices(name: str) -> list[str]:
+    """The devices a framework sees, CPU first (imports the framework)."""
     module: Any = __import__(name)
     if name == "torch":
         gpus = [

@@ -1,4 +1,4 @@
-"""Type-based dispatch for :func:`gradrev.reverse`. Imports no framework."""
+"""Type-based dispatch for [gradrev.reverse][]. Imports no framework."""
 
 from __future__ import annotations
 
@@ -22,14 +22,35 @@ def reverse(x: T, lambda_: Any = 1.0) -> T:
     Contract: returns the same tensor type as ``x`` (a view or alias, never a copy);
     the gradient equals PyTorch's ``grad * -lambda_`` bit for bit, in ``x``'s dtype.
 
-    >>> import torch, gradrev
-    >>> x = torch.ones(3, requires_grad=True)
-    >>> gradrev.reverse(x, 0.5).sum().backward()
-    >>> x.grad
-    tensor([-0.5000, -0.5000, -0.5000])
+    Args:
+        x: A ``torch.Tensor``, ``jax.Array`` (tracers included) or ``tf.Tensor``/``tf.Variable``.
+            Integer and bool tensors pass through untouched: they carry no gradient.
+        lambda_: A finite real Python number, or a 0-d floating tensor of ``x``'s framework
+            (a tensor λ changes without recompiling under ``torch.compile``, ``jax.jit`` and
+            ``tf.function``). It gets no gradient.
+
+    Returns:
+        ``x`` itself in the forward pass, as the framework's own tensor type.
+
+    Raises:
+        TypeError: ``x`` is not a tensor of an imported framework, or ``lambda_`` is not a
+            real number or floating tensor.
+        ValueError: ``lambda_`` is NaN, infinite, or not 0-d.
+
+    Example:
+        ```python
+        import torch
+        import gradrev
+
+        x = torch.ones(3, requires_grad=True)
+        gradrev.reverse(x, 0.5).sum().backward()
+        assert x.grad.tolist() == [-0.5, -0.5, -0.5]
+        ```
     """
-    torch = sys.modules.get("torch")
-    if torch is not None and torch.compiler.is_compiling():
+    # getattr, not torch.compiler: a stub torch, or one another thread is still importing,
+    # has no such attribute yet, and must not break a call on another framework's array.
+    compiler = getattr(sys.modules.get("torch"), "compiler", None)
+    if compiler is not None and compiler.is_compiling():
         # TorchDynamo guards every global it reads: a lookup in the cache would recompile
         # the caller each time a new type is cached. Resolution alone is trace-constant.
         return _find(x)(x, lambda_)  # type: ignore[no-any-return]
@@ -41,21 +62,29 @@ def reverse(x: T, lambda_: Any = 1.0) -> T:
 
 def _find(x: Any) -> Callable[[Any, Any], Any]:
     # A backend is a candidate only if the caller already imported its framework, so
-    # dispatch never imports one. Plain import statements (not importlib) keep this
-    # traceable by TorchDynamo and AutoGraph when the first call happens inside a trace.
-    if "torch" in sys.modules:
+    # dispatch never imports one, and only once that framework defines its tensor type:
+    # a stub module, or one another thread is still importing, is skipped. Plain import
+    # statements (not importlib) keep this traceable by TorchDynamo and AutoGraph when the
+    # first call happens inside a trace.
+    if _instance_of(x, "torch", "Tensor"):
         from gradrev.backends import torch as torch_backend
 
         if torch_backend.is_tensor(x):
             return torch_backend.reverse
-    if "jax" in sys.modules:
+    if _instance_of(x, "jax", "Array"):
         from gradrev.backends import jax as jax_backend
 
         if jax_backend.is_tensor(x):
             return jax_backend.reverse
-    if "tensorflow" in sys.modules:
+    if _instance_of(x, "tensorflow", "Tensor") or _instance_of(x, "tensorflow", "Variable"):
         from gradrev.backends import tensorflow as tensorflow_backend
 
         if tensorflow_backend.is_tensor(x):
             return tensorflow_backend.reverse
     raise _lambda.wrong_input(x, "gradrev.reverse", _SUPPORTED)
+
+
+def _instance_of(x: Any, module: str, name: str) -> bool:
+    """``isinstance(x, module.name)`` if that module is imported and defines ``name``."""
+    cls = getattr(sys.modules.get(module), name, None)
+    return isinstance(cls, type) and isinstance(x, cls)

@@ -10,15 +10,38 @@ ACCEPTED = "a real Python number or a 0-d floating {framework} tensor"
 
 
 def describe(value: Any) -> str:
-    """A short description of ``value`` for error messages, e.g. 'a torch.Tensor of shape (3,)'."""
+    """A short description of ``value`` for error messages, e.g. 'a torch.Tensor of shape (3,)'.
+
+    Never raises: it runs on error paths, for objects whose ``shape`` may itself fail (a
+    TensorFlow shape of unknown rank, a nested torch tensor, an abstract ``jax.Array``).
+    """
     cls = type(value)
-    shape = getattr(value, "shape", None)
-    name = f"{cls.__module__.split('.')[0]}.{cls.__qualname__}"
     if cls.__module__ == "builtins":
-        return f"{cls.__qualname__} {value!r}"
-    if shape is not None:
-        return f"a {name} of shape {tuple(shape)} and dtype {getattr(value, 'dtype', '?')}"
-    return f"a {name}"
+        return f"{cls.__qualname__} {_short_repr(value)}"
+    name = f"{cls.__module__.split('.')[0]}.{cls.__qualname__}"
+    try:
+        shape = getattr(value, "shape", None)
+        where = None if shape is None else f"of shape {tuple(shape)}"
+    except Exception:  # any framework's error: describe what can be described
+        where = "of unknown shape"
+    if where is None:
+        return f"a {name}"
+    try:
+        dtype = getattr(value, "dtype", "?")
+        dtype = getattr(dtype, "name", dtype)  # TensorFlow's repr is "<dtype: 'float32'>"
+    except Exception:
+        dtype = "?"
+    return f"a {name} {where} and dtype {dtype}"
+
+
+def _short_repr(value: Any) -> str:
+    try:
+        text = repr(value)
+    except ValueError:  # an int beyond sys.get_int_max_str_digits()
+        return f"of {value.bit_length()} bits"
+    if len(text) <= 40:
+        return text
+    return f"{text[:12]}…{text[-4:]} ({len(text)} characters)"
 
 
 def as_float(lambda_: Any, where: str, framework: str) -> float:
@@ -28,7 +51,12 @@ def as_float(lambda_: Any, where: str, framework: str) -> float:
             f"{where}: lambda_ must be {ACCEPTED.format(framework=framework)}, "
             f"got {describe(lambda_)}"
         )
-    value = float(lambda_)
+    try:
+        value = float(lambda_)
+    except OverflowError:  # an int beyond the float range, e.g. 10**400
+        raise ValueError(
+            f"{where}: lambda_ must be finite, got {describe(lambda_)}, which overflows a float64"
+        ) from None
     # Comparisons, not math.isfinite: torch.compile turns a Python float that changes
     # between calls into a symbolic float, which compares (as a guard) but has no isfinite.
     if not -math.inf < value < math.inf:
@@ -40,10 +68,32 @@ def as_float(lambda_: Any, where: str, framework: str) -> float:
 
 
 def not_scalar(lambda_: Any, where: str, framework: str) -> ValueError:
+    """λ with dimensions. One element is refused too, not broadcast: see docs/migration.md."""
+    if _one_element(lambda_):
+        fix = "tf.reshape(lambda_, [])" if framework == "tensorflow" else "lambda_.reshape(())"
+        hint = f"gradrev does not broadcast a one-element λ: pass {fix} or a Python float"
+    else:
+        hint = "gradrev takes one λ for the whole gradient"
     return ValueError(
         f"{where}: lambda_ must be a scalar ({ACCEPTED.format(framework=framework)}), "
-        f"got {describe(lambda_)}"
+        f"got {describe(lambda_)}; {hint}"
     )
+
+
+def unknown_rank(lambda_: Any, where: str, framework: str) -> ValueError:
+    return ValueError(
+        f"{where}: lambda_ must be a scalar ({ACCEPTED.format(framework=framework)}), "
+        f"got {describe(lambda_)}, whose rank is unknown in this trace; give it a known rank, "
+        "e.g. tf.TensorSpec([]) in the tf.function's input_signature"
+    )
+
+
+def _one_element(value: Any) -> bool:
+    try:
+        dims = tuple(value.shape)
+    except (TypeError, ValueError):  # e.g. a TensorFlow shape of unknown rank
+        return False
+    return all(isinstance(d, int) and d == 1 for d in dims)
 
 
 def not_floating(lambda_: Any, where: str, framework: str) -> TypeError:

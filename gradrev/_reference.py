@@ -23,6 +23,14 @@ except ImportError:  # bfloat16 rows are then skipped by the caller
 REDUCED = tuple(d for d in (np.dtype(np.float16), BFLOAT16) if d is not None)
 
 
+def is_bfloat16(dt: Any) -> bool:
+    """Whether ``dt`` is bfloat16; False for every dtype when ml_dtypes is missing.
+
+    Not ``dt == BFLOAT16``: NumPy compares a dtype with None as with float64.
+    """
+    return BFLOAT16 is not None and np.dtype(dt) == BFLOAT16
+
+
 def dtype(name: str) -> np.dtype[Any]:
     """NumPy dtype for a name such as 'bfloat16' or 'float32'."""
     if name == "bfloat16":

@@ -2,18 +2,24 @@
 
 A schedule is called with a Python int (gives a float) or with a 0-d integer tensor of
 any framework (gives a 0-d float32 tensor of that framework, traceable inside jit).
-``to_dict``/``from_dict`` round-trip it through plain JSON-able dicts.
+``to_dict``/``from_dict`` round-trip it through plain JSON-able dicts. With an int step, exp
+is NumPy's float64 exp, as the reference implementations compute it: ``warm_start`` gives
+tllib's coefficients bit for bit.
 
->>> from gradrev import schedules
->>> s = schedules.dann(total_steps=1000)
->>> round(s(500), 4)
-0.9866
->>> schedules.from_dict(s.to_dict()) == s
-True
+Example:
+    ```python
+    from gradrev import schedules
+
+    s = schedules.dann(total_steps=1000)
+    assert round(s(500), 4) == 0.9866
+    assert schedules.from_dict(s.to_dict()) == s
+    ```
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import math
 import sys
 from dataclasses import asdict, dataclass
@@ -78,23 +84,46 @@ class Linear:
         return {"name": "linear", **asdict(self)}
 
 
+_MIN_NORMALIZED_GAMMA = 1e-3
+
+
 @dataclass(frozen=True)
 class DANN:
-    """Ganin et al.: λ = lambda_max · (2 / (1 + exp(−gamma · p)) − 1), p = min(step / total_steps, 1)."""
+    """The DANN ramp of Ganin et al. (JMLR 2016), or adapt's normalised ``UpdateLambda`` ramp.
+
+    r(p) = 2 / (1 + exp(−gamma · p)) − 1, with p = min(step / total_steps, 1), and
+    λ = lambda_init + (lambda_max − lambda_init) · r(p). With ``normalize=True``, r(p) is
+    divided by r(1), so λ ends exactly at lambda_max: adapt's ``adapt.utils.UpdateLambda``
+    (``max_steps`` is ``total_steps``; adapt's defaults are gamma=1, lambda_max=1).
+    Any finite gamma works: where exp overflows, λ is the ramp's limit.
+    """
 
     total_steps: int
     gamma: float = 10.0
     lambda_max: float = 1.0
+    lambda_init: float = 0.0
+    normalize: bool = False
 
     def __post_init__(self) -> None:
         _positive_int(self, "total_steps", self.total_steps)
-        _finite(self, "gamma", self.gamma)
-        _finite(self, "lambda_max", self.lambda_max)
+        for name in ("gamma", "lambda_max", "lambda_init"):
+            _finite(self, name, getattr(self, name))
+        _bool(self, "normalize", self.normalize)
+        if self.normalize and abs(self.gamma) < _MIN_NORMALIZED_GAMMA:
+            # Near 0 the normalised ramp is a straight line that float32 steps cannot resolve.
+            raise ValueError(
+                f"DANN: normalize=True needs |gamma| ≥ {_MIN_NORMALIZED_GAMMA}, got "
+                f"{self.gamma!r}: it divides by the ramp's end value 2/(1+exp(−gamma))−1, which "
+                "is 0 at gamma=0 (adapt's default is 1.0; for a straight ramp use schedules.linear)"
+            )
 
     def __call__(self, step: Any) -> Any:
         m = _math(step)
         p = m.progress(step, self.total_steps)
-        return self.lambda_max * (2.0 / (1.0 + m.exp(-self.gamma * p)) - 1.0)
+        r = 2.0 / (1.0 + m.exp(m.scale(p, -self.gamma))) - 1.0
+        if self.normalize:
+            r = r / _ramp(self.gamma)
+        return r * (self.lambda_max - self.lambda_init) + self.lambda_init
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": "dann", **asdict(self)}
@@ -102,26 +131,37 @@ class DANN:
 
 @dataclass(frozen=True)
 class WarmStart:
-    """Transfer-Learning-Library's ``WarmStartGradientReverseLayer`` coefficient, clamped:
+    """Transfer-Learning-Library's ``WarmStartGradientReverseLayer`` coefficient (tllib.modules.grl).
 
-    λ = 2 (hi − lo) / (1 + exp(−alpha · i / max_iters)) − (hi − lo) + lo, i = min(step, max_iters).
+    λ = 2 (hi − lo) / (1 + exp(−alpha · i / max_iters)) − (hi − lo) + lo: from lo towards hi.
+    By default i = min(step, max_iters), so λ stops rising at max_iters. With ``clamp=False``,
+    i = step, as tllib computes it: λ keeps rising towards hi (0.7616 at step 2000 of 1000).
     """
 
     lo: float = 0.0
     hi: float = 1.0
     alpha: float = 1.0
-    max_iters: int = 1000
+    max_iters: float = 1000
+    clamp: bool = True
 
     def __post_init__(self) -> None:
         for name in ("lo", "hi", "alpha"):
             _finite(self, name, getattr(self, name))
-        _positive_int(self, "max_iters", self.max_iters)
+        if self.alpha < 0:
+            # λ would move away from hi, past lo; the mirrored ramp is alpha > 0, hi = 2·lo − hi.
+            raise ValueError(
+                f"WarmStart: alpha must be a finite number ≥ 0, got {self.alpha!r}: a negative "
+                "alpha moves λ away from hi; for a ramp that falls from lo, pass hi below lo"
+            )
+        _positive(self, "max_iters", self.max_iters)
+        _bool(self, "clamp", self.clamp)
 
     def __call__(self, step: Any) -> Any:
         m = _math(step)
-        i = m.clamped(step, self.max_iters)
+        i = m.clamped(step, self.max_iters) if self.clamp else m.nonnegative(step)
         span = self.hi - self.lo
-        return 2.0 * span / (1.0 + m.exp(-self.alpha * i / self.max_iters)) - span + self.lo
+        exponent = m.scale(i, -self.alpha) / self.max_iters
+        return 2.0 * span / (1.0 + m.exp(exponent)) - span + self.lo
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": "warm_start", **asdict(self)}
@@ -137,14 +177,36 @@ def linear(start: float, end: float, total_steps: int) -> Linear:
     return Linear(float(start), float(end), total_steps)
 
 
-def dann(total_steps: int, gamma: float = 10.0, lambda_max: float = 1.0) -> DANN:
-    """The DANN ramp 2/(1+exp(−γp))−1 from 0 to ``lambda_max`` (Ganin et al., 2016)."""
-    return DANN(total_steps, float(gamma), float(lambda_max))
+def dann(
+    total_steps: int,
+    gamma: float = 10.0,
+    lambda_max: float = 1.0,
+    *,
+    lambda_init: float = 0.0,
+    normalize: bool = False,
+) -> DANN:
+    """The DANN ramp 2/(1+exp(−γp))−1 from ``lambda_init`` to ``lambda_max`` (Ganin et al., 2016).
+
+    ``normalize=True`` divides by the ramp's end value, so λ reaches ``lambda_max`` exactly at
+    ``total_steps``: adapt's ``UpdateLambda``, e.g. ``dann(1000, gamma=1.0, normalize=True)``.
+    """
+    return DANN(total_steps, float(gamma), float(lambda_max), float(lambda_init), normalize)
 
 
-def warm_start(lo: float, hi: float, alpha: float, max_iters: int) -> WarmStart:
-    """Transfer-Learning-Library's warm-start ramp from ``lo`` to (almost) ``hi``."""
-    return WarmStart(float(lo), float(hi), float(alpha), max_iters)
+def warm_start(
+    lo: float = 0.0,
+    hi: float = 1.0,
+    alpha: float = 1.0,
+    max_iters: float = 1000,
+    *,
+    clamp: bool = True,
+) -> WarmStart:
+    """Transfer-Learning-Library's warm-start ramp from ``lo`` towards ``hi`` (tllib's defaults).
+
+    ``clamp=False`` gives tllib's own sequence, which keeps rising past ``max_iters``.
+    """
+    iters = max_iters if isinstance(max_iters, int) else float(max_iters)
+    return WarmStart(float(lo), float(hi), float(alpha), iters, clamp)
 
 
 _BY_NAME: dict[str, Any] = {
@@ -162,8 +224,15 @@ def from_dict(config: dict[str, Any]) -> Constant | Linear | DANN | WarmStart:
             f"gradrev.schedules.from_dict: expected a dict with 'name' in {sorted(_BY_NAME)}, "
             f"got {config!r}"
         )
+    cls = _BY_NAME[config["name"]]
     fields = {k: v for k, v in config.items() if k != "name"}
-    return _BY_NAME[config["name"]](**fields)  # type: ignore[no-any-return]
+    unknown = sorted(set(fields) - {f.name for f in dataclasses.fields(cls)})
+    if unknown:
+        raise ValueError(
+            f"gradrev.schedules.from_dict: unknown fields {unknown} for {config['name']!r}; "
+            f"accepted: {[f.name for f in dataclasses.fields(cls)]}"
+        )
+    return cls(**fields)  # type: ignore[no-any-return]
 
 
 def to_dict(schedule: Any) -> dict[str, Any]:
@@ -182,38 +251,107 @@ def _finite(obj: Any, name: str, value: Any) -> None:
         raise ValueError(f"{type(obj).__name__}: {name} must be a finite number, got {value!r}")
 
 
+def _positive(obj: Any, name: str, value: Any) -> None:
+    _finite(obj, name, value)
+    if value <= 0:
+        raise ValueError(f"{type(obj).__name__}: {name} must be a finite number > 0, got {value!r}")
+
+
 def _positive_int(obj: Any, name: str, value: Any) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         raise ValueError(f"{type(obj).__name__}: {name} must be a positive int, got {value!r}")
 
 
+def _bool(obj: Any, name: str, value: Any) -> None:
+    if not isinstance(value, bool):
+        raise ValueError(f"{type(obj).__name__}: {name} must be True or False, got {value!r}")
+
+
+@functools.cache
+def _numpy() -> Any:
+    try:
+        import numpy
+    except ImportError:
+        return None
+    return numpy
+
+
+def _exp(x: float) -> float:
+    """exp in float64 as the reference implementations compute it: with NumPy.
+
+    NumPy's exp and math.exp differ by 1 ulp for some inputs on CPUs where NumPy uses its
+    own SIMD exp, and tllib computes its coefficient with NumPy. Where NumPy is not
+    installed, math.exp. Overflow gives inf, which the ramps turn into their limits.
+    """
+    np = _numpy()
+    if np is None:
+        try:
+            return math.exp(x)
+        except OverflowError:
+            return math.inf
+    with np.errstate(over="ignore"):
+        return float(np.exp(x))
+
+
+def _ramp(gamma: float) -> float:
+    """The DANN ramp's end value, r(1) = 2/(1+exp(−gamma)) − 1 (adapt divides by it)."""
+    return 2.0 / (1.0 + _exp(-gamma)) - 1.0
+
+
+def _to_float(step: int) -> float:
+    try:
+        return float(step)
+    except OverflowError:
+        raise ValueError(f"gradrev.schedules: step {step} is too large for a float") from None
+
+
 class _PythonMath:
     @staticmethod
-    def progress(step: Any, total: int) -> float:
-        return min(max(float(step) / total, 0.0), 1.0)
+    def progress(step: int, total: int) -> float:
+        # int / int is correctly rounded for any size, so a huge step cannot overflow.
+        return min(max(step, 0), total) / total
 
     @staticmethod
-    def clamped(step: Any, total: int) -> float:
-        return float(min(max(step, 0), total))
+    def clamped(step: Any, total: float) -> float:
+        return _to_float(min(max(step, 0), total))
 
-    exp = staticmethod(math.exp)
+    @staticmethod
+    def nonnegative(step: Any) -> float:
+        return _to_float(max(step, 0))
+
+    @staticmethod
+    def scale(x: float, c: float) -> float:
+        return x * c
+
+    exp = staticmethod(_exp)
 
     @staticmethod
     def full(step: Any, value: float) -> float:
         return value
 
 
+# float32 cannot hold |c| > 3.4e38, and inf·0 is NaN at step 0; past 1e30 every nonzero
+# float32 progress already saturates exp, so clipping c changes no other value.
+_F32_SCALE_LIMIT = 1e30
+
+
 class _TensorMath:
     """The few ops a schedule needs, on 0-d float32 tensors of one framework."""
 
-    def __init__(self, to_float: Any, clip: Any, exp: Any) -> None:
-        self.to_float, self.clip, self.exp = to_float, clip, exp
+    def __init__(self, to_float: Any, clip: Any, exp: Any, floor: Any) -> None:
+        self.to_float, self.clip, self.exp, self.floor = to_float, clip, exp, floor
 
     def progress(self, step: Any, total: int) -> Any:
         return self.clip(self.to_float(step) / float(total))
 
-    def clamped(self, step: Any, total: int) -> Any:
+    def clamped(self, step: Any, total: float) -> Any:
         return self.clip(self.to_float(step) / float(total)) * float(total)
+
+    def nonnegative(self, step: Any) -> Any:
+        return self.floor(self.to_float(step))
+
+    def scale(self, x: Any, c: float) -> Any:
+        return x * min(max(c, -_F32_SCALE_LIMIT), _F32_SCALE_LIMIT)
 
     def full(self, step: Any, value: float) -> Any:
         return self.to_float(step) * 0.0 + value
@@ -226,17 +364,28 @@ def _math(step: Any) -> Any:
         return _PythonMath
     torch = sys.modules.get("torch")
     if torch is not None and isinstance(step, torch.Tensor):
-        return _TensorMath(lambda s: s.to(torch.float32), lambda p: p.clamp(0.0, 1.0), torch.exp)
+        return _TensorMath(
+            lambda s: s.to(torch.float32),
+            lambda p: p.clamp(0.0, 1.0),
+            torch.exp,
+            lambda s: s.clamp(min=0.0),
+        )
     jax = sys.modules.get("jax")
     if jax is not None and isinstance(step, jax.Array):
         jnp = jax.numpy
         return _TensorMath(
-            lambda s: s.astype(jnp.float32), lambda p: jnp.clip(p, 0.0, 1.0), jnp.exp
+            lambda s: s.astype(jnp.float32),
+            lambda p: jnp.clip(p, 0.0, 1.0),
+            jnp.exp,
+            lambda s: jnp.maximum(s, 0.0),
         )
     tf = sys.modules.get("tensorflow")
     if tf is not None and isinstance(step, (tf.Tensor, tf.Variable)):
         return _TensorMath(
-            lambda s: tf.cast(s, tf.float32), lambda p: tf.clip_by_value(p, 0.0, 1.0), tf.exp
+            lambda s: tf.cast(s, tf.float32),
+            lambda p: tf.clip_by_value(p, 0.0, 1.0),
+            tf.exp,
+            lambda s: tf.maximum(s, 0.0),
         )
     raise TypeError(
         f"gradrev.schedules: step must be an int or a 0-d integer tensor, got {type(step).__name__}"

@@ -1,15 +1,19 @@
 """PyTorch layer: ``gradrev.torch.GradientReversal``.
 
->>> import torch
->>> from gradrev.torch import GradientReversal
->>> from gradrev import schedules
->>> grl = GradientReversal(schedule=schedules.dann(total_steps=100))
->>> grl.step(); round(grl.lambda_, 4)
-0.0500
+```python
+import torch
+from gradrev import schedules
+from gradrev.torch import GradientReversal
+
+grl = GradientReversal(schedule=schedules.dann(total_steps=100))
+grl.step()
+assert round(grl.lambda_, 4) == 0.0500
+```
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -19,45 +23,101 @@ from gradrev.backends import torch as backend
 
 __all__ = ["GradientReversal"]
 
+_WHERE = "gradrev.torch.GradientReversal"
+
 
 class GradientReversal(torch.nn.Module):
-    """Identity forward, gradient times −λ backward, with λ held in a buffer.
+    """Identity forward, gradient times −λ backward, with λ held in a float64 buffer.
 
-    λ is the float32 buffer ``lam`` and the step count the int64 buffer ``steps``: both are
-    in ``state_dict`` and move with ``.to()``. Changing λ, by hand or by :meth:`step`, does
-    not recompile under ``torch.compile``. With a ``schedule``, λ starts at ``schedule(0)``
-    and only :meth:`step` advances it.
+    Gives the bits of `gradrev.reverse(x, v)` for the Python float v = λ, in every input
+    dtype, whatever the module is cast to: `.half()`, `.bfloat16()`, `.to(dtype)` and
+    precision plugins move λ but never round it. λ (buffer `lam`, float64 of shape (1,)) and
+    the step count (buffer `steps`) are in `state_dict`, the schedule in its extra state. Changing λ never
+    recompiles `torch.compile`, and a backward always uses the λ its forward saw.
+
+    Args:
+        lambda_: the constant λ (default 1.0). Not allowed together with `schedule`.
+        schedule: a `gradrev.schedules` object or a callable `step -> λ`; λ starts at
+            `schedule(0)` and each `step()` moves it on.
     """
 
     lam: torch.Tensor
     steps: torch.Tensor
 
-    def __init__(self, lambda_: float = 1.0, *, schedule: Any = None) -> None:
+    def __init__(
+        self, lambda_: float | None = None, *, schedule: Callable[[int], Any] | None = None
+    ) -> None:
         super().__init__()
-        value = _layer.initial_lambda(lambda_, schedule, "gradrev.torch.GradientReversal")
+        value = _layer.initial_lambda(lambda_, schedule, _WHERE)
+        self._lambda_init = value
         self.schedule = schedule
-        self.register_buffer("lam", torch.tensor(value, dtype=torch.float32))
+        # Shape (1,), not (): TorchDynamo treats a 0-d float64 input like a Python float and
+        # recompiles once its value changes.
+        self.register_buffer("lam", torch.tensor([value], dtype=torch.float64))
         self.register_buffer("steps", torch.tensor(0, dtype=torch.int64))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return backend.reverse(x, self.lam)
+        # The backward must use this forward's λ even if step() or `lambda_ =` rewrites the
+        # buffer in place before backward() runs, so it gets a copy. The copy is already
+        # rounded to the dtype the backward computes in (float32 below float64), exactly as
+        # PyTorch rounds a Python float, which saves the backward that conversion.
+        wide = x.dtype in (torch.float64, torch.complex128)
+        lam = self.lam.to(torch.float64 if wide else torch.float32, copy=True)
+        return backend.reverse(x, lam.view(()))
 
     @property
     def lambda_(self) -> float:
+        """The current λ, as a Python float."""
         return float(self.lam)
 
     @lambda_.setter
     def lambda_(self, value: float) -> None:
-        value = _layer.initial_lambda(value, None, "gradrev.torch.GradientReversal.lambda_")
-        self.lam.fill_(value)
+        if self.schedule is not None:
+            raise _layer.refuse_manual_lambda(f"{_WHERE}.lambda_")
+        self.lam.fill_(_layer.check_lambda(value, f"{_WHERE}.lambda_"))
 
     @torch.no_grad()
     def step(self) -> float:
-        """Advance the schedule by one step and return the new λ (a no-op on λ without one)."""
-        self.steps += 1
-        if self.schedule is not None:
-            self.lam.fill_(_layer.lambda_at(self.schedule, int(self.steps), "GradientReversal"))
-        return self.lambda_
+        """Advance one step and return the new λ; λ changes only with a schedule.
+
+        Atomic: if the schedule raises or gives a non-finite λ, nothing changes.
+        """
+        steps = int(self.steps) + 1
+        if self.schedule is None:
+            value = self.lambda_
+        else:
+            value = _layer.lambda_at(self.schedule, steps, _WHERE)
+        self.lam.fill_(value)
+        self.steps.fill_(steps)
+        return value
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        """Back to the initial λ and step 0 (e.g. after `to_empty()` from the meta device)."""
+        value = (
+            self._lambda_init
+            if self.schedule is None
+            else _layer.lambda_at(self.schedule, 0, _WHERE)
+        )
+        self.lam.fill_(value)
+        self.steps.zero_()
+
+    def _apply(self, fn: Callable[[torch.Tensor], torch.Tensor], recurse: bool = True) -> Any:
+        # Module casts (.half(), .bfloat16(), .to(dtype), Lightning's precision plugins) reach
+        # buffers only through this private hook. λ follows the device but keeps float64, or a
+        # bfloat16 cast would turn 0.3 into 0.30078125 and a float16 cast 1e5 into inf.
+        lam = self.lam
+        super()._apply(fn, recurse)  # type: ignore[no-untyped-call]
+        if self.lam.dtype != torch.float64:
+            self.lam = lam.to(self.lam.device)
+        return self
+
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
+        # gradrev 0.1 saved λ as a 0-d float32 buffer: load it into today's (1,) float64 one.
+        lam = state_dict.get(prefix + "lam")
+        if isinstance(lam, torch.Tensor) and lam.ndim == 0:
+            state_dict[prefix + "lam"] = lam.reshape(1)
+        super()._load_from_state_dict(state_dict, prefix, *args)
 
     def get_extra_state(self) -> dict[str, Any]:
         return {"schedule": _layer.schedule_config(self.schedule)}
@@ -66,4 +126,6 @@ class GradientReversal(torch.nn.Module):
         self.schedule = _layer.schedule_from_config(state["schedule"])
 
     def extra_repr(self) -> str:
+        if self.lam.is_meta:  # deferred initialization: no values yet
+            return f"lambda_=<meta>, schedule={self.schedule!r}"
         return f"lambda_={self.lambda_:.6g}, steps={int(self.steps)}, schedule={self.schedule!r}"

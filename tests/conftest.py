@@ -7,8 +7,11 @@ fails the run; with the variable unset, a missing backend is skipped and the ski
 from __future__ import annotations
 
 import functools
+import importlib.metadata
 import importlib.util
 import os
+import re
+import sys
 from typing import Any
 
 import pytest
@@ -16,6 +19,14 @@ import pytest
 from gradrev._adapters import ADAPTERS
 
 BACKENDS = tuple(ADAPTERS)
+
+# Known conflict (docs/install.md): triton (torch >= 2.14's CUDA builds ship it) segfaults
+# when it loads after TensorFlow, as torch.compile makes it do. Loaded first, both work.
+if "tensorflow" not in sys.modules and all(
+    importlib.util.find_spec(m) for m in ("triton", "tensorflow")
+):
+    import triton  # noqa: F401
+
 DEVICES = ("cpu", "gpu")
 _MODULE = {"torch": "torch", "jax": "jax", "tensorflow": "tensorflow"}
 
@@ -37,15 +48,67 @@ def installed(name: str) -> bool:
     return importlib.util.find_spec(_MODULE[name]) is not None
 
 
-def _backend_param(name: str) -> Any:
+def skip_reason(*names: str) -> str | None:
+    """Why a test that needs every backend in ``names`` is skipped; None runs it.
+
+    A selected backend is never skipped: if it is missing, the test fails loudly.
+    """
     requested = requested_backends()
-    if requested is not None and name not in requested:
-        reason = f"{name} not in GRADREV_TEST_BACKENDS={','.join(requested)}"
-        return pytest.param(name, marks=pytest.mark.skip(reason=reason))
-    if requested is None and not installed(name):
-        reason = f'{name} is not installed (pip install "gradrev[{name}]")'
-        return pytest.param(name, marks=pytest.mark.skip(reason=reason))
-    return name  # selected: if it is missing, the adapter import fails the test loudly
+    for name in names:
+        if requested is not None and name not in requested:
+            return f"{name} not in GRADREV_TEST_BACKENDS={','.join(requested)}"
+        if requested is None and not installed(name):
+            return f'{name} is not installed (pip install "gradrev[{name}]")'
+    return None
+
+
+def _backend_param(name: str) -> Any:
+    reason = skip_reason(name)
+    return pytest.param(name, marks=pytest.mark.skip(reason=reason)) if reason else name
+
+
+# What needs a newer framework than pyproject.toml's floor: {capability: (dist, floor, why)}.
+# docs/install.md lists each; CAPABILITY_TESTS skip with the reason below that floor.
+CAPABILITY_FLOORS = {
+    "fsdp2-on-cpu": (
+        "torch",
+        "2.9",
+        "FSDP2 on CPU fails inside torch 2.6 (no Stream.record_event)",
+    ),
+    "strided-sign-of-zero": (
+        "jax",
+        "0.9.1",
+        "older jax loses the sign of zero through a strided view",
+    ),
+    "nnx-optimizer-update": (
+        "flax",
+        "0.11",
+        "the example calls flax 0.11's Optimizer.update(model, g)",
+    ),
+}
+CAPABILITY_TESTS = {
+    "test_torch_ddp_and_fsdp_match_one_process[torch_fsdp]": "fsdp2-on-cpu",
+    "test_strided_view_keeps_the_sign_of_zero[jax]": "strided-sign-of-zero",
+    "test_example_runs[flax_nnx_dann.py-flax-jax]": "nnx-optimizer-update",
+}
+
+
+def _release(version: str) -> tuple[int, ...]:
+    return tuple(int(n) for n in re.findall(r"\d+", version.split("+")[0])[:3])
+
+
+def lacks(capability: str) -> str | None:
+    """Why the installed framework lacks ``capability``, or None (also when it is not installed)."""
+    dist, floor, why = CAPABILITY_FLOORS[capability]
+    try:
+        have = importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+    return (
+        f"{why}: needs {dist} >= {floor}, found {have}"
+        if _release(have) < _release(floor)
+        else None
+    )
 
 
 @functools.cache
@@ -79,6 +142,9 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
+        capability = CAPABILITY_TESTS.get(item.name)
+        if capability and (reason := lacks(capability)):
+            item.add_marker(pytest.mark.skip(reason=reason))
         params = getattr(item, "callspec", None)
         params = params.params if params else {}
         if params.get("device") != "gpu":

@@ -7,17 +7,54 @@ roundtrip (serialize and restore) and traces (compile count over a list of λ va
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import tempfile
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
+
+from gradrev._adapters import ADAPTERS
+
+Finish = Callable[[np.ndarray], np.ndarray]  # the backward of a forward already taken
+
+
+def _vjp_later(adapter: Any, fn: Any, x: np.ndarray) -> Finish:
+    """Run ``fn`` forward now; return a function that runs the backward with a cotangent later."""
+    a = adapter
+    if a.name == "torch":
+        xt = a.tensor(x).requires_grad_(True)
+        y = fn(xt)
+        return lambda g: a.numpy(a.torch.autograd.grad(y, xt, a.tensor(g))[0])
+    if a.name == "jax":
+        _, pullback = a.jax.vjp(fn, a.tensor(x))
+        return lambda g: a.numpy(pullback(a.tensor(g))[0])
+    xt = a.tensor(x)
+    with a.tf.GradientTape() as tape:
+        tape.watch(xt)
+        y = fn(xt)
+    return lambda g: a.numpy(tape.gradient(y, xt, output_gradients=a.tensor(g)))
 
 
 class TorchKind:
     name = "torch"
     has_state = True
+    # Precision set-ups: how users cast a model. "bf16-true" is what Lightning's
+    # precision="bf16-true" does: bfloat16 default dtype while the model is built, then
+    # module.to(torch.bfloat16).
+    SETUPS = (
+        "default",
+        ".half()",
+        ".bfloat16()",
+        ".double()",
+        ".to(float16)",
+        ".to(bfloat16)",
+        ".to(float64)",
+        "bf16-true",
+    )
+    storage = "float64"
 
     def __init__(self) -> None:
         import torch
@@ -25,14 +62,40 @@ class TorchKind:
         from gradrev.torch import GradientReversal
 
         self.torch, self.cls = torch, GradientReversal
+        self.adapter = ADAPTERS["torch"]()
 
-    def make(self, lambda_: float = 1.0, schedule: Any = None) -> Any:
+    def make(self, lambda_: float | None = None, schedule: Any = None) -> Any:
         return self.cls(lambda_, schedule=schedule)
 
+    def supports(self, setup: str, dtype: str) -> bool:
+        return True
+
+    @contextlib.contextmanager
+    def context(self, setup: str) -> Iterator[None]:
+        yield
+
+    def made_under(self, setup: str, lambda_: float) -> Any:
+        t = self.torch
+        if setup == "bf16-true":
+            default = t.get_default_dtype()
+            t.set_default_dtype(t.bfloat16)
+            try:
+                layer = self.make(lambda_)
+            finally:
+                t.set_default_dtype(default)
+            return layer.to(t.bfloat16)
+        layer = self.make(lambda_)
+        if setup == "default":
+            return layer
+        if setup.startswith(".to("):
+            return layer.to(getattr(t, setup[4:-1]))
+        return getattr(layer, setup[1:-2])()
+
     def grad(self, layer: Any, x: np.ndarray, g: np.ndarray) -> np.ndarray:
-        t = self.torch.tensor(x, requires_grad=True)
-        layer(t).backward(self.torch.tensor(g))
-        return t.grad.numpy()
+        return self.forward(layer, x)(g)
+
+    def forward(self, layer: Any, x: np.ndarray) -> Finish:
+        return _vjp_later(self.adapter, layer, x)
 
     def weight_grad(self, layer: Any, w: np.ndarray, x: np.ndarray, c: np.ndarray) -> np.ndarray:
         wt = self.torch.tensor(w, requires_grad=True)
@@ -61,6 +124,8 @@ class TorchKind:
         fresh.load_state_dict(self.torch.load(buf, weights_only=True))
         return fresh
 
+    restore_into_plain = roundtrip  # roundtrip already loads into a layer built plainly
+
     def traces(self, layer: Any, lambdas: list[float]) -> int:
         from torch._dynamo.testing import CompileCounterWithBackend
 
@@ -75,7 +140,20 @@ class TorchKind:
         return int(counter.frame_count)
 
 
-class NnxKind:
+class _JaxSetups:
+    """JAX precision set-ups: 64-bit types enabled (float64 λ) or not (float32 λ, no float64)."""
+
+    SETUPS = ("x64", "x32")
+    storage = "float64"  # in this process the JAX adapter enables x64
+
+    def supports(self, setup: str, dtype: str) -> bool:
+        return not (setup == "x32" and dtype == "float64")
+
+    def context(self, setup: str) -> Any:
+        return self.jax.enable_x64(setup == "x64")  # type: ignore[attr-defined]
+
+
+class NnxKind(_JaxSetups):
     name = "nnx"
     has_state = True
 
@@ -86,13 +164,19 @@ class NnxKind:
         from gradrev.flax.nnx import GradientReversal
 
         self.jax, self.nnx, self.cls = jax, nnx, GradientReversal
+        self.adapter = ADAPTERS["jax"]()
 
-    def make(self, lambda_: float = 1.0, schedule: Any = None) -> Any:
+    def make(self, lambda_: float | None = None, schedule: Any = None) -> Any:
         return self.cls(lambda_, schedule=schedule)
 
+    def made_under(self, setup: str, lambda_: float) -> Any:
+        return self.make(lambda_)
+
     def grad(self, layer: Any, x: np.ndarray, g: np.ndarray) -> np.ndarray:
-        _, pullback = self.jax.vjp(layer, self.jax.numpy.asarray(x))
-        return np.asarray(pullback(self.jax.numpy.asarray(g))[0])
+        return self.forward(layer, x)(g)
+
+    def forward(self, layer: Any, x: np.ndarray) -> Finish:
+        return _vjp_later(self.adapter, layer, x)
 
     def weight_grad(self, layer: Any, w: np.ndarray, x: np.ndarray, c: np.ndarray) -> np.ndarray:
         def loss(w: Any) -> Any:
@@ -118,6 +202,13 @@ class NnxKind:
         state = self.jax.tree.map(lambda a: np.asarray(a).copy(), state)  # as if from disk
         return self.nnx.merge(graphdef, state)
 
+    def restore_into_plain(self, layer: Any) -> Any:
+        """As a checkpoint restore does: the saved state, into a layer built without a schedule."""
+        state = self.jax.tree.map(lambda a: np.asarray(a).copy(), self.nnx.state(layer))
+        fresh = self.cls()
+        self.nnx.update(fresh, state)
+        return fresh
+
     def traces(self, layer: Any, lambdas: list[float]) -> int:
         count = []
 
@@ -132,7 +223,7 @@ class NnxKind:
         return len(count)
 
 
-class LinenKind:
+class LinenKind(_JaxSetups):
     """Linen is stateless: λ is a field, overridden per call; there is no step or schedule."""
 
     name = "linen"
@@ -144,16 +235,19 @@ class LinenKind:
         from gradrev.flax.linen import GradientReversal
 
         self.jax, self.cls = jax, GradientReversal
+        self.adapter = ADAPTERS["jax"]()
 
-    def make(self, lambda_: float = 1.0, schedule: Any = None) -> Any:
-        return {"module": self.cls(lambda_), "lambda_": None}
+    def make(self, lambda_: float | None = None, schedule: Any = None) -> Any:
+        return {"module": self.cls(1.0 if lambda_ is None else lambda_), "lambda_": None}
+
+    def made_under(self, setup: str, lambda_: float) -> Any:
+        return self.make(lambda_)
 
     def _call(self, layer: Any, x: Any) -> Any:
         return layer["module"].apply({}, x, lambda_=layer["lambda_"])
 
     def grad(self, layer: Any, x: np.ndarray, g: np.ndarray) -> np.ndarray:
-        _, pullback = self.jax.vjp(lambda a: self._call(layer, a), self.jax.numpy.asarray(x))
-        return np.asarray(pullback(self.jax.numpy.asarray(g))[0])
+        return _vjp_later(self.adapter, lambda a: self._call(layer, a), x)(g)
 
     def weight_grad(self, layer: Any, w: np.ndarray, x: np.ndarray, c: np.ndarray) -> np.ndarray:
         def loss(w: Any) -> Any:
@@ -189,6 +283,10 @@ class KerasKind:
 
     name = "keras"
     has_state = True
+    # Precision set-ups: the global dtype policy the layer is built under. On JAX, "x32"
+    # builds and runs it without jax_enable_x64 (float32 λ, no float64 inputs).
+    SETUPS = ("float32", "mixed_float16", "mixed_bfloat16", "bfloat16", "float64", "x32")
+    storage = "float64"
 
     def __init__(self) -> None:
         import keras
@@ -197,32 +295,46 @@ class KerasKind:
 
         self.keras, self.cls, self.scheduler = keras, GradientReversal, LambdaScheduler
         self.backend = keras.backend.backend()
+        self.adapter = ADAPTERS[self.backend]()
 
-    def make(self, lambda_: float = 1.0, schedule: Any = None) -> Any:
+    def make(self, lambda_: float | None = None, schedule: Any = None) -> Any:
         return self.cls(lambda_, schedule=schedule)
 
+    def supports(self, setup: str, dtype: str) -> bool:
+        return setup != "x32" or (self.backend == "jax" and dtype != "float64")
+
+    def context(self, setup: str) -> Any:
+        if setup == "x32":
+            return self.adapter.jax.enable_x64(False)
+        return contextlib.nullcontext()
+
+    def made_under(self, setup: str, lambda_: float) -> Any:
+        policy = self.keras.config.dtype_policy()
+        self.keras.config.set_dtype_policy("float32" if setup == "x32" else setup)
+        try:
+            return self.make(lambda_)
+        finally:
+            self.keras.config.set_dtype_policy(policy)
+
     def _vjp(self, fn: Any, x: np.ndarray, g: np.ndarray) -> np.ndarray:
-        if self.backend == "tensorflow":
-            import tensorflow as tf
-
-            xt = tf.constant(x)
-            with tf.GradientTape() as tape:
-                tape.watch(xt)
-                y = fn(xt)
-            return np.asarray(tape.gradient(y, xt, output_gradients=tf.constant(g)))
-        if self.backend == "jax":
-            import jax
-
-            _, pullback = jax.vjp(fn, jax.numpy.asarray(x))
-            return np.asarray(pullback(jax.numpy.asarray(g))[0])
-        import torch
-
-        xt = torch.tensor(x, requires_grad=True)
-        fn(xt).backward(torch.tensor(g))
-        return xt.grad.numpy()
+        return _vjp_later(self.adapter, fn, x)(g)
 
     def grad(self, layer: Any, x: np.ndarray, g: np.ndarray) -> np.ndarray:
         return self._vjp(layer, x, g)
+
+    def forward(self, layer: Any, x: np.ndarray) -> Finish:
+        return _vjp_later(self.adapter, layer, x)
+
+    def fit(self, layer: Any, batches: int, epochs: int, steps_per_execution: int) -> None:
+        """Keras fit, one sample per batch, with LambdaScheduler stepping ``layer``."""
+        keras = self.keras
+        inp = keras.Input((3,))
+        model = keras.Model(inp, keras.layers.Dense(1)(layer(inp)))
+        model.compile(optimizer="sgd", loss="mse", steps_per_execution=steps_per_execution)
+        x = np.ones((batches, 3), np.float32)
+        model.fit(x, x[:, :1], batch_size=1, epochs=epochs, verbose=0, callbacks=[self.scheduler()])
+        if hasattr(model, "jax_state_sync"):
+            model.jax_state_sync()
 
     def weight_grad(self, layer: Any, w: np.ndarray, x: np.ndarray, c: np.ndarray) -> np.ndarray:
         # d/dw sum(c * layer(w * x)) at w, taken as a VJP with cotangent c, times x.
@@ -249,6 +361,8 @@ class KerasKind:
             model.save(path)
             loaded = self.keras.saving.load_model(path, safe_mode=True)
         return next(lr for lr in loaded.layers if isinstance(lr, self.cls))
+
+    restore_into_plain = roundtrip  # the schedule travels in the .keras config
 
     def traces(self, layer: Any, lambdas: list[float]) -> int:
         """Keras fit over len(lambdas) batches, λ set before each batch: count the compiles."""
@@ -283,7 +397,7 @@ class KerasKind:
         model.fit(x, x[:, :1], batch_size=1, epochs=1, verbose=0, callbacks=[SetLambda()])
         if hasattr(model, "jax_state_sync"):
             model.jax_state_sync()
-        assert grl.lambda_ == np.float32(lambdas[-1])
+        assert grl.lambda_ == lambdas[-1]
         if self.backend == "torch":
             return 1 + counters["stats"]["unique_graphs"] - before
         return 1 + len(calls)  # the warm-up fit traced once; the 12-λ fit must add nothing

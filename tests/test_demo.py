@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+import io
 import json
 import os
 import subprocess
@@ -14,7 +16,7 @@ from gradrev import demo
 
 
 def gradrev_demo(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "OMP_NUM_THREADS": "1"}
     return subprocess.run(
         [sys.executable, "-m", "gradrev", "demo", *args],
         capture_output=True,
@@ -51,11 +53,91 @@ def test_demo_rejects_unknown_backend(tmp_path: Path) -> None:
 
 
 def test_problem_is_the_same_for_every_backend() -> None:
+    from gradrev.demo.problem import make_problem
+
     config = demo.Config(seeds=1, steps=10)
-    a, b = demo.make_problem(3, config), demo.make_problem(3, config)
+    a, b = make_problem(3, config), make_problem(3, config)
     assert (a.xs == b.xs).all() and (a.source_batches == b.source_batches).all()
     assert a.source_batches.shape == (10, config.batch_size)
     assert a.init["f1"][0].shape == (2, config.hidden) and a.init["d2"][0].shape == (
         config.hidden,
         1,
     )
+
+
+def demo_without(modules: tuple[str, ...], *args: str) -> subprocess.CompletedProcess[str]:
+    code = (
+        "import sys\n"
+        + "".join(f"sys.modules[{m!r}] = None\n" for m in modules)
+        + f"from gradrev._cli import main\nsys.exit(main(['demo', *{list(args)!r}]))\n"
+    )
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "OMP_NUM_THREADS": "1"}
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=600
+    )
+
+
+@pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="needs torch")
+def test_demo_without_matplotlib_or_rich_still_reports(tmp_path: Path) -> None:
+    """It used to train for minutes, then crash on the figure before writing the JSON."""
+    out = tmp_path / "report.json"
+    proc = demo_without(
+        ("matplotlib", "rich"),
+        *("--backends", "torch", "--seeds", "1", "--steps", "5"),
+        *("--out", str(tmp_path), "--json", str(out)),
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    assert 'no figure: matplotlib is not installed (pip install "gradrev[demo]")' in proc.stdout
+    assert proc.stdout.index("no figure") < proc.stdout.index("training torch")  # said first
+    report = json.loads(out.read_text())
+    assert report["plot"] is None and "torch" in report["results"]
+    assert not (tmp_path / "dann_moons.png").exists()
+
+
+@pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="needs torch")
+def test_demo_prints_plain_progress_lines_when_not_a_tty(tmp_path: Path) -> None:
+    proc = gradrev_demo(
+        *("--backends", "torch", "--seeds", "1", "--steps", "30", "--out", str(tmp_path))
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("training torch")]
+    assert lines[0].startswith("training torch: 0/60 steps")
+    assert lines[-1].startswith("training torch: 60/60 steps (100%)")
+    assert "\r" not in proc.stdout
+
+
+def test_progress_bar_in_a_terminal_redraws_one_line_with_an_eta() -> None:
+    from gradrev.demo.progress import Progress
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    clock = iter(float(t) for t in range(100))
+    term = Terminal()
+    progress = Progress(4, term, clock=lambda: next(clock))
+    for _ in range(4):
+        progress.advance("torch")
+    progress.close()
+    frames = term.getvalue().split("\r")
+    assert "1/4" in frames[1] and "ETA ?" in frames[1]  # no rate yet
+    assert "2/4" in frames[2] and "ETA 0:01" in frames[2]
+    assert frames[-1].endswith("\n") and "4/4" in frames[-1]
+
+
+@pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="needs torch")
+def test_torch_demo_trains_on_one_thread_and_restores_the_setting() -> None:
+    """Tiny matrices: torch's intra-op threads only fight over a busy machine's cores."""
+    import torch
+
+    from gradrev.demo import torch as torch_demo
+    from gradrev.demo.problem import make_problem
+
+    config = demo.Config(seeds=1, steps=3)
+    before = torch.get_num_threads()
+    seen = []
+    torch_demo.train(
+        make_problem(0, config), config, True, tick=lambda: seen.append(torch.get_num_threads())
+    )
+    assert seen == [1, 1, 1]
+    assert torch.get_num_threads() == before

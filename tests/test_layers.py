@@ -14,7 +14,7 @@ import pytest
 from conftest import installed
 from layer_kinds import KINDS
 
-from gradrev import schedules
+from gradrev import _reference, schedules
 
 KERAS_CHILD = "GRADREV_KERAS_CHILD"  # set in the subprocess that tests one Keras backend
 _NEEDS = {"torch": "torch", "nnx": "flax", "linen": "flax", "keras": "keras"}
@@ -41,6 +41,16 @@ def importlib_missing(name: str) -> bool:
 @pytest.fixture(params=[_kind_param(n) for n in KINDS])
 def kind(request: pytest.FixtureRequest) -> Any:
     return KINDS[request.param]()
+
+
+def _setup_params() -> list[Any]:
+    params = []
+    for name, cls in KINDS.items():
+        marks = _kind_param(name).marks if not isinstance(_kind_param(name), str) else ()
+        params += [
+            pytest.param(name, setup, marks=marks, id=f"{name}-{setup}") for setup in cls.SETUPS
+        ]
+    return params
 
 
 def stateful(kind: Any) -> None:
@@ -75,7 +85,7 @@ def test_only_step_advances_the_schedule(kind: Any) -> None:
         kind.grad(layer, X, G)  # forward and backward passes never step
     assert kind.steps(layer) == 0 and kind.get(layer) == 0.0
     for n in range(1, 5):
-        assert kind.step(layer) == float(np.float32(schedule(n)))
+        assert kind.step(layer) == schedule(n)
     assert kind.steps(layer) == 4
 
 
@@ -160,3 +170,226 @@ def test_keras_backend(keras_backend: str) -> None:
     )
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
     assert " passed" in proc.stdout and " failed" not in proc.stdout
+
+
+# ---------------------------------------------------------------------------------------------
+# The precision rule: a layer holding λ = v gives the bits of reverse(x, v), v a Python float,
+# in every input dtype and under every precision set-up (module casts, dtype policies, x64).
+
+DTYPES = ("float16", "bfloat16", "float32", "float64")
+GRID_LAMBDAS = (0.3, -0.7, 1e-3, 1 / 3, 2.5, 1e5)
+
+
+def _normal_values(seed: int, dtype: str) -> np.ndarray:
+    """Normal numbers only (no subnormal inputs or products), so no backend flushes anything."""
+    rng = np.random.default_rng(seed)
+    a = rng.uniform(0.1, 10.0, 64) * rng.choice([-1.0, 1.0], 64)
+    return a.reshape(8, 8).astype(_reference.dtype(dtype))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize(("kind_name", "setup"), _setup_params())
+def test_layer_gives_the_bits_of_reverse(kind_name: str, setup: str, dtype: str) -> None:
+    kind = KINDS[kind_name]()
+    if not kind.supports(setup, dtype):
+        pytest.skip(f"{dtype} inputs do not exist under {setup}")
+    x, g = _normal_values(0, dtype), _normal_values(1, dtype)
+    with kind.context(setup):
+        for v in GRID_LAMBDAS:
+            got = kind.grad(kind.made_under(setup, v), x, g)
+            want = _reference.reverse_grad(g, v)
+            same = _reference.same_bits(got, want)
+            assert same.all(), f"λ={v}: {int((~same).sum())} of {same.size} elements differ"
+
+
+def test_a_lambda_beyond_float32_is_exact_or_refused(kind: Any) -> None:
+    """1e39 is a finite Python float: float64 storage keeps it; float32 storage refuses it."""
+    g = _normal_values(1, "float64")
+    if kind.name == "linen":
+        np.testing.assert_array_equal(kind.grad(kind.make(1e39), g, g), g * -1e39)
+        return
+    np.testing.assert_array_equal(kind.grad(kind.make(1e39), g, g), g * -1e39)
+    if kind.name in ("nnx", "keras") and getattr(kind, "backend", "jax") == "jax":
+        with kind.adapter.jax.enable_x64(False), pytest.raises(ValueError, match="does not fit"):
+            kind.make(1e39)
+
+
+# ---------------------------------------------------------------------------------------------
+# The λ lifecycle.
+
+SCHEDULE = schedules.dann(total_steps=10)
+
+
+def test_backward_uses_the_lambda_its_forward_saw(kind: Any) -> None:
+    stateful(kind)
+    layer = kind.make(0.5)
+    finish = kind.forward(layer, X)
+    kind.set(layer, -2.0)  # between forward and backward: allowed, and not seen by backward
+    np.testing.assert_array_equal(finish(G), _reference.reverse_grad(G, 0.5))
+
+    layer = kind.make(schedule=SCHEDULE)
+    kind.step(layer)
+    finish = kind.forward(layer, X)
+    kind.step(layer)
+    kind.step(layer)
+    np.testing.assert_array_equal(finish(G), _reference.reverse_grad(G, SCHEDULE(1)))
+    np.testing.assert_array_equal(kind.grad(layer, X, G), _reference.reverse_grad(G, SCHEDULE(3)))
+
+
+def test_a_failing_step_changes_nothing(kind: Any) -> None:
+    stateful(kind)
+    failures: list[Any] = [RuntimeError("schedule broke"), float("nan"), float("inf"), "0.5"]
+
+    def schedule(step: int) -> Any:
+        if step == 3 and failures:
+            failure = failures.pop(0)
+            if isinstance(failure, Exception):
+                raise failure
+            return failure
+        return 0.125 * step
+
+    layer = kind.make(schedule=schedule)
+    kind.step(layer)
+    kind.step(layer)
+    for error, match in [
+        (RuntimeError, "schedule broke"),
+        (ValueError, "must be finite"),
+        (ValueError, "must be finite"),
+        (TypeError, "must return a real number"),
+    ]:
+        with pytest.raises(error, match=match):
+            kind.step(layer)
+        assert kind.steps(layer) == 2 and kind.get(layer) == 0.25
+    assert kind.step(layer) == 0.375 and kind.steps(layer) == 3
+
+
+def test_lambda_and_schedule_are_never_ambiguous(kind: Any) -> None:
+    stateful(kind)
+    with pytest.raises(ValueError, match=r"got both lambda_=0\.5 and a schedule"):
+        kind.make(0.5, schedule=SCHEDULE)
+    layer = kind.make(schedule=SCHEDULE)
+    with pytest.raises(ValueError, match="follows its schedule"):
+        kind.set(layer, 0.5)
+    assert kind.get(layer) == 0.0
+    layer.schedule = None  # the documented way to take λ over by hand
+    kind.set(layer, 0.5)
+    assert kind.step(layer) == 0.5 and kind.get(layer) == 0.5
+
+
+def test_a_layer_restored_without_its_schedule_continues_it(kind: Any) -> None:
+    """The schedule is part of what is saved: a layer built plainly picks it up on restore."""
+    stateful(kind)
+    layer = kind.make(schedule=SCHEDULE)
+    for _ in range(4):
+        kind.step(layer)
+    restored = kind.restore_into_plain(layer)
+    assert kind.get(restored) == SCHEDULE(4) and kind.steps(restored) == 4
+    assert kind.step(restored) == SCHEDULE(5) == kind.step(layer)
+
+
+def test_a_schedule_may_return_a_0d_tensor(kind: Any) -> None:
+    stateful(kind)
+    tensor = kind.adapter.tensor  # a 0-d float32 tensor of the layer's framework
+    layer = kind.make(schedule=lambda step: tensor(np.asarray(0.25 * step, np.float32)))
+    assert kind.step(layer) == 0.25
+    assert kind.step(layer) == 0.5
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("steps_per_execution", [1, 4])
+def test_keras_scheduler_counts_every_batch(kind: Any, steps_per_execution: int) -> None:
+    if kind.name != "keras":
+        pytest.skip("LambdaScheduler is the Keras callback")
+    if kind.backend == "torch" and steps_per_execution > 1:
+        pytest.skip("Keras on torch refuses steps_per_execution > 1")
+    schedule = schedules.dann(total_steps=100)
+    layer = kind.make(schedule=schedule)
+    kind.fit(layer, batches=24, epochs=2, steps_per_execution=steps_per_execution)
+    assert kind.steps(layer) == 48
+    assert kind.get(layer) == schedule(48)
+
+
+def test_nnx_step_inside_jit_has_eager_bits_and_never_retraces(kind: Any) -> None:
+    if kind.name != "nnx":
+        pytest.skip("nnx.jit")
+    nnx, traces = kind.nnx, []
+
+    @nnx.jit
+    def train_step(layer: Any) -> Any:
+        traces.append(1)
+        return layer.step()
+
+    for sched in (SCHEDULE, None):
+        layer = kind.make(schedule=sched) if sched else kind.make(0.75)
+        traces.clear()
+        values = [float(train_step(layer)) for _ in range(5)]
+        want = [SCHEDULE(n) for n in range(1, 6)] if sched else [0.75] * 5
+        assert values == want and kind.get(layer) == want[-1] and kind.steps(layer) == 5
+        assert len(traces) == 1
+
+
+def test_nnx_setting_lambda_keeps_the_graphdef(kind: Any) -> None:
+    if kind.name != "nnx":
+        pytest.skip("nnx graphdef")
+    layer = kind.make(0.5)
+    before = kind.nnx.graphdef(layer)
+    kind.set(layer, 0.25)
+    assert kind.nnx.graphdef(layer) == before
+
+
+def test_torch_deferred_initialization(kind: Any) -> None:
+    if kind.name != "torch":
+        pytest.skip("torch meta device")
+    torch = kind.torch
+    for make in (
+        lambda: kind.make(0.3),
+        lambda: kind.make(schedule=schedules.linear(0.5, 1.0, 10)),
+    ):
+        with torch.device("meta"):
+            layer = make()
+        assert "lambda_=<meta>" in repr(layer)
+        layer.to_empty(device="cpu")
+        layer.reset_parameters()
+        assert kind.steps(layer) == 0 and kind.get(layer) in (0.3, 0.5)
+        assert layer.lam.dtype == torch.float64
+
+
+def test_torch_checkpoint_recomputes_with_the_current_lambda(kind: Any) -> None:
+    """Pinned difference (docs/semantics.md): torch.utils.checkpoint runs the forward again at
+    backward time, and that forward reads λ again."""
+    if kind.name != "torch":
+        pytest.skip("torch.utils.checkpoint")
+    torch = kind.torch
+    layer = kind.make(0.5)
+    x = torch.tensor(X, requires_grad=True)
+    y = torch.utils.checkpoint.checkpoint(lambda a: layer(a * 1.0), x, use_reentrant=False)
+    layer.lambda_ = -2.0
+    y.backward(torch.tensor(G))
+    np.testing.assert_array_equal(x.grad.numpy(), _reference.reverse_grad(G, -2.0))
+
+
+@pytest.mark.parametrize("precision", ["bf16-true", "16-true", "64-true", "bf16-mixed", "32-true"])
+def test_torch_layer_under_lightning_precision(precision: str) -> None:
+    """Lightning's precision plugins (.ci/run installs lightning for this test)."""
+    if os.environ.get(KERAS_CHILD) or importlib_missing("torch"):
+        pytest.skip("torch layer")
+    if not os.environ.get("GRADREV_TEST_LIGHTNING"):  # set by .ci/run, which installs it
+        pytest.importorskip("lightning", reason="pip install lightning (as .ci/run does)")
+    import torch
+    from lightning.fabric import Fabric
+
+    from gradrev.torch import GradientReversal
+
+    fabric = Fabric(accelerator="cpu", devices=1, precision=precision)  # type: ignore[arg-type]
+    with fabric.init_module():
+        linear, grl = torch.nn.Linear(4, 4), GradientReversal(0.3)
+    fabric.setup(torch.nn.Sequential(linear, grl))
+    x = fabric.to_device(torch.randn(8, 4))
+    with fabric.autocast():
+        h = linear(fabric._precision.convert_input(x))
+        h.retain_grad()
+        y = grl(h)
+    g = torch.randn_like(y)
+    y.backward(g)
+    assert grl.lambda_ == 0.3
+    assert torch.equal(h.grad, g * -0.3), f"{h.dtype}: λ was rounded"

@@ -129,6 +129,16 @@ def test_strided_view(backend: Any, device: str) -> None:
     assert_same_bits(got, want)
 
 
+def test_strided_view_keeps_the_sign_of_zero(backend: Any) -> None:
+    """Zero gradients through a strided view get the sign −λ·g gives them (jax >= 0.9.1)."""
+    g = np.array([[0.0, -0.0, 0.0, -0.0]] * 3, np.float32)
+    x = backend.tensor(np.zeros((4, 5), np.float32))
+    got = backend.vjp(lambda a: backend.ops.reverse(backend.strided(a), 0.3), x, backend.tensor(g))
+    want = np.zeros((4, 5), np.float32)
+    want.T[::2] = expected(backend, g, 0.3)
+    assert_same_bits(got, want)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_compiled_matches_eager(backend: Any, dtype: str, compiled: bool) -> None:

@@ -9,6 +9,7 @@ from typing import Any
 import hypothesis.extra.numpy as hnp
 import numpy as np
 import pytest
+from conftest import lacks
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_parity import DTYPES, assert_same_bits, expected, reversed_grad
@@ -48,7 +49,10 @@ def test_property_every_path_matches_torch(backend: Any, data: st.DataObject) ->
     shape = data.draw(
         hnp.array_shapes(min_dims=2, max_dims=2, min_side=1, max_side=6), label="shape"
     )
-    path = data.draw(st.sampled_from(["vjp", "strided", "chained", "twice"]), label="path")
+    paths = ["vjp", "strided", "chained", "twice"]
+    if backend.name == "jax" and lacks("strided-sign-of-zero"):
+        paths.remove("strided")  # test_strided_view_keeps_the_sign_of_zero skips with the reason
+    path = data.draw(st.sampled_from(paths), label="path")
     lam = data.draw(st.floats(-8, 8, allow_nan=False, allow_subnormal=False), label="lam")
     lam2 = data.draw(st.floats(-8, 8, allow_nan=False, allow_subnormal=False), label="lam2")
     dt = _reference.dtype(dtype)

@@ -29,11 +29,23 @@ def reverse(x: jax.Array, lambda_: float | jax.Array = 1.0) -> jax.Array:
 
     Contract: returns ``x`` itself; the only residual kept for backward is ``lambda_``.
 
-    >>> y = reverse(jnp.ones(3), 0.5)
+    Example:
+        ```python
+        import jax.numpy as jnp
+        from gradrev.backends.jax import reverse
+
+        y = reverse(jnp.ones(3), 0.5)
+        ```
     """
     if not isinstance(x, jax.Array):
         raise _lambda.wrong_input(x, "gradrev.reverse", "a jax.Array")
-    if not jnp.issubdtype(x.dtype, jnp.inexact):
+    try:
+        dtype = x.dtype
+    except NotImplementedError:  # a user's subclass of the abstract jax.Array
+        raise _lambda.wrong_input(
+            x, "gradrev.reverse", "a jax.Array made by JAX (a concrete array or a tracer)"
+        ) from None
+    if not jnp.issubdtype(dtype, jnp.inexact):
         _neg_lambda(lambda_, jnp.dtype(jnp.float32))  # still reject a bad λ
         return x  # integers and bools carry no gradient: pass through untouched
     return _reverse(x, _neg_lambda(lambda_, _opmath(x.dtype)))

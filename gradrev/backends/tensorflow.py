@@ -31,7 +31,13 @@ def reverse(x: tf.Tensor, lambda_: float | tf.Tensor = 1.0) -> tf.Tensor:
 
     Contract: returns an alias of ``x`` (a Variable is read); only ``lambda_`` is kept for backward.
 
-    >>> y = reverse(tf.ones(3), 0.5)
+    Example:
+        ```python
+        import tensorflow as tf
+        from gradrev.backends.tensorflow import reverse
+
+        y = reverse(tf.ones(3), 0.5)
+        ```
     """
     if not isinstance(x, (tf.Tensor, tf.Variable)):
         raise _lambda.wrong_input(x, "gradrev.reverse", "a tf.Tensor or tf.Variable")
@@ -86,6 +92,8 @@ def _opmath(dtype: tf.DType) -> tf.DType:
 
 def _neg_lambda(lambda_: Any, dtype: tf.DType) -> tf.Tensor:
     if isinstance(lambda_, (tf.Tensor, tf.Variable)):
+        if lambda_.shape.rank is None:  # traced without a known shape
+            raise _lambda.unknown_rank(lambda_, "gradrev.reverse", _FRAMEWORK)
         if lambda_.shape.rank != 0:
             raise _lambda.not_scalar(lambda_, "gradrev.reverse", _FRAMEWORK)
         if not lambda_.dtype.is_floating:

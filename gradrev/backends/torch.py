@@ -31,14 +31,22 @@ def reverse(x: torch.Tensor, lambda_: float | torch.Tensor = 1.0) -> torch.Tenso
 
     Contract: returns a zero-copy view of ``x``; only ``lambda_`` is kept for backward.
 
-    >>> y = reverse(torch.ones(3, requires_grad=True), 0.5)
+    Example:
+        ```python
+        import torch
+        from gradrev.backends.torch import reverse
+
+        y = reverse(torch.ones(3, requires_grad=True), 0.5)
+        ```
     """
     if not isinstance(x, torch.Tensor):
         if isinstance(x, torch.fx.Proxy):  # torch.fx.symbolic_trace: record the operator
             lam = lambda_ if isinstance(lambda_, torch.fx.Proxy) else _check_lambda(lambda_)
             return _recorded(x, lam)
         raise _lambda.wrong_input(x, "gradrev.reverse", "a torch.Tensor")
-    lam = _check_lambda(lambda_)
+    if x.layout != torch.strided or x.is_nested:
+        raise _not_dense(x)
+    lam = _check_lambda(lambda_, x)
     if not (x.is_floating_point() or x.is_complex()):
         return x  # integers and bools carry no gradient: pass through untouched
     if torch.compiler.is_compiling():
@@ -59,7 +67,7 @@ def reverse(x: torch.Tensor, lambda_: float | torch.Tensor = 1.0) -> torch.Tenso
 
 
 class GradReverse(torch.autograd.Function):
-    """The autograd Function behind :func:`reverse`: ``apply(x, lambda_)``.
+    """The autograd Function behind [reverse][gradrev.backends.torch.reverse]: ``apply(x, lambda_)``.
 
     ``lambda_`` is a finite float or a detached 0-d floating tensor.
     """
@@ -169,15 +177,42 @@ def _scale(grad: torch.Tensor, lambda_: float | torch.Tensor) -> torch.Tensor:
     # a Python float is not. Spell out opmath so both forms of λ give the same bits.
     if grad.dtype in _REDUCED:
         return (grad.float() * -lambda_.float()).to(grad.dtype)
-    real = grad.real.dtype if grad.is_complex() else grad.dtype
+    # dtype.is_complex, not grad.is_complex(): torch.compile in torch 2.6 rejects the call.
+    real = grad.real.dtype if grad.dtype.is_complex else grad.dtype
     return grad * -lambda_.to(real)
 
 
-def _check_lambda(lambda_: Any) -> float | torch.Tensor:
+def _check_lambda(lambda_: Any, x: torch.Tensor) -> float | torch.Tensor:
     if isinstance(lambda_, torch.Tensor):
         if lambda_.ndim != 0:
             raise _lambda.not_scalar(lambda_, "gradrev.reverse", _FRAMEWORK)
         if not lambda_.is_floating_point():
             raise _lambda.not_floating(lambda_, "gradrev.reverse", _FRAMEWORK)
+        # Checked here: a λ on another device would otherwise fail only at backward.
+        if lambda_.device != x.device and lambda_.device.type != "cpu":
+            raise ValueError(
+                f"gradrev.reverse: lambda_ is on device {lambda_.device}, but x is on device "
+                f"{x.device}; accepted: a λ on x's device, or a 0-d CPU tensor (any x)"
+            )
         return lambda_.detach()
+    if torch.compiler.is_compiling() and _is_numpy(lambda_):
+        # TorchDynamo hands a NumPy scalar to the trace as a 0-d array (a tensor in
+        # disguise), which fails the numbers.Real test that the same scalar passes eagerly.
+        return torch.as_tensor(lambda_, dtype=torch.float64, device=x.device)
     return _lambda.as_float(lambda_, "gradrev.reverse", _FRAMEWORK)
+
+
+def _is_numpy(value: Any) -> bool:
+    numpy = sys.modules.get("numpy")
+    return numpy is not None and isinstance(value, numpy.ndarray) and value.ndim == 0
+
+
+def _not_dense(x: torch.Tensor) -> TypeError:
+    kind = (
+        "nested" if x.is_nested else f"sparse {str(x.layout).removeprefix('torch.sparse_').upper()}"
+    )
+    return TypeError(
+        f"gradrev.reverse: x must be a dense (strided, not nested) torch.Tensor, got a {kind} "
+        f"torch.Tensor (layout {x.layout}); reverse x.to_dense(), or the nested tensor's "
+        "values()"
+    )

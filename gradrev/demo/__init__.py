@@ -4,20 +4,16 @@ in every installed framework, from the same weights and the same batches.
 The source domain is two moons with labels; the target is the same distribution rotated
 35°, without labels. Each backend trains a source-only model and a DANN model
 (feature extractor → label head; feature extractor → GradientReversal → domain head), with
-λ from :func:`gradrev.schedules.dann`, stepped once per batch through the layer.
+λ from [gradrev.schedules.dann][], stepped once per batch through the layer.
+
+This module imports neither NumPy nor a framework, so that ``gradrev --help`` works in any
+install; the training lives in ``problem`` and the per-framework modules.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import importlib
 import importlib.util
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
-
-import numpy as np
 
 BACKENDS = ("torch", "jax", "tensorflow")
 _NEEDS = {"torch": ("torch",), "jax": ("jax", "flax"), "tensorflow": ("tensorflow", "keras")}
@@ -41,147 +37,14 @@ class Config:
     dtype: str = "float64"
 
 
-@dataclass
-class Problem:
-    """One seed's data, batch order and initial weights, shared by every backend."""
-
-    xs: np.ndarray
-    ys: np.ndarray
-    xt: np.ndarray
-    yt: np.ndarray  # target labels: used for evaluation only, never for training
-    source_batches: np.ndarray  # (steps, batch_size) indices into xs
-    target_batches: np.ndarray
-    init: dict[str, tuple[np.ndarray, np.ndarray]]  # name -> (kernel (in, out), bias)
-
-
-@dataclass
-class Run:
-    """What a backend's trainer returns for one model."""
-
-    params: dict[str, tuple[np.ndarray, np.ndarray]]
-    predict: Callable[[np.ndarray], np.ndarray]  # points (n, 2) -> P(class 1), shape (n,)
-    final_lambda: float
-
-
 def installed_backends() -> list[str]:
-    return [b for b in BACKENDS if all(importlib.util.find_spec(m) for m in _NEEDS[b])]
+    """The backends whose frameworks (and layer libraries) are installed."""
+    return [b for b in BACKENDS if all(has(m) for m in _NEEDS[b])]
 
 
-def moons(n: int, noise: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Two inter-twinning half circles, centred, with Gaussian noise."""
-    n1 = n // 2
-    t1, t2 = np.pi * rng.uniform(0, 1, n1), np.pi * rng.uniform(0, 1, n - n1)
-    upper = np.stack([np.cos(t1), np.sin(t1)], 1)
-    lower = np.stack([1 - np.cos(t2), 0.5 - np.sin(t2)], 1)
-    x = np.concatenate([upper, lower]) + rng.normal(0, noise, (n, 2)) - np.array([0.5, 0.25])
-    return x, np.r_[np.zeros(n1, np.int64), np.ones(n - n1, np.int64)]
-
-
-def rotate(x: np.ndarray, degrees: float) -> np.ndarray:
-    t = np.deg2rad(degrees)
-    return np.asarray(x @ np.array([[np.cos(t), np.sin(t)], [-np.sin(t), np.cos(t)]]))
-
-
-def make_problem(seed: int, config: Config) -> Problem:
-    rng = np.random.default_rng(seed)
-    xs, ys = moons(config.points, config.noise, rng)
-    xt, yt = moons(config.points, config.noise, rng)
-    xt = rotate(xt, config.rotation)
-    epochs = config.steps * config.batch_size // config.points + 1
-    shape = (config.steps, config.batch_size)
-    src = np.concatenate([rng.permutation(config.points) for _ in range(epochs)])
-    tgt = np.concatenate([rng.permutation(config.points) for _ in range(epochs)])
-    init = {}
-    for name, fan_in, fan_out in LAYERS:
-        i = config.hidden if fan_in == "h" else int(fan_in)
-        o = config.hidden if fan_out == "h" else int(fan_out)
-        init[name] = (rng.normal(0, 1 / np.sqrt(i), (i, o)), np.zeros(o))
-    dt = np.dtype(config.dtype)
-    return Problem(
-        xs.astype(dt),
-        ys,
-        xt.astype(dt),
-        yt,
-        src[: np.prod(shape)].reshape(shape),
-        tgt[: np.prod(shape)].reshape(shape),
-        {k: (w.astype(dt), b.astype(dt)) for k, (w, b) in init.items()},
-    )
-
-
-def adam_corrections(step: int) -> tuple[float, float]:
-    """Adam's bias corrections 1/(1-β1^t), 1/(1-β2^t), computed once in Python float64 so
-    every backend applies the very same numbers."""
-    return 1.0 / (1.0 - 0.9**step), 1.0 / (1.0 - 0.999**step)
-
-
-def accuracy(run: Run, x: np.ndarray, y: np.ndarray) -> float:
-    return float(((run.predict(x) > 0.5).astype(np.int64) == y).mean())
-
-
-def run(
-    config: Config,
-    backends: list[str] | None = None,
-    progress: Callable[[str, int], None] | None = None,
-) -> dict[str, Any]:
-    """Train every backend on every seed; return the report (the JSON ``--json`` writes)."""
-    backends = backends or installed_backends()
-    problems = [make_problem(seed, config) for seed in range(config.seeds)]
-    results: dict[str, Any] = {}
-    runs: dict[str, dict[str, list[Run]]] = {}
-    for name in backends:
-        trainer = importlib.import_module(f"gradrev.demo.{name}")
-        start = time.perf_counter()
-        runs[name] = {"source_only": [], "dann": []}
-        for problem in problems:
-            for mode in ("source_only", "dann"):
-                runs[name][mode].append(trainer.train(problem, config, dann=mode == "dann"))
-                if progress:
-                    progress(name, config.steps)
-        wall = time.perf_counter() - start
-        results[name] = {"wall_time_s": wall}
-        for mode, rs in runs[name].items():
-            src = [accuracy(r, p.xs, p.ys) for r, p in zip(rs, problems)]
-            tgt = [accuracy(r, p.xt, p.yt) for r, p in zip(rs, problems)]
-            results[name][mode] = {
-                "source_acc": float(np.mean(src)),
-                "source_acc_std": float(np.std(src)),
-                "target_acc": float(np.mean(tgt)),
-                "target_acc_std": float(np.std(tgt)),
-                "target_acc_per_seed": tgt,
-                "final_lambda": float(np.mean([r.final_lambda for r in rs])),
-            }
-    return {
-        "config": dataclasses.asdict(config),
-        "results": results,
-        "distance_to_torch": _distances(runs, problems) if "torch" in runs else {},
-        "_runs": runs,
-        "_problems": problems,
-    }
-
-
-def _distances(runs: dict[str, Any], problems: list[Problem]) -> dict[str, Any]:
-    """How far each backend ends from PyTorch: parameters and per-seed accuracies."""
-    out = {}
-    for name in runs:
-        if name == "torch":
-            continue
-        entry: dict[str, Any] = {}
-        for mode in ("source_only", "dann"):
-            pairs = list(zip(runs["torch"][mode], runs[name][mode]))
-            max_param = max(
-                float(np.max(np.abs(a - b)))
-                for ref, other in pairs
-                for key in ref.params
-                for a, b in zip(ref.params[key], other.params[key])
-            )
-            target = [
-                abs(accuracy(ref, p.xt, p.yt) - accuracy(other, p.xt, p.yt))
-                for (ref, other), p in zip(pairs, problems)
-            ]
-            entry[mode] = {
-                "max_abs_param_diff": max_param,
-                "max_target_acc_diff": float(max(target)),
-                "seeds_identical_accuracy": int(sum(t == 0 for t in target)),
-            }
-        out[name] = entry
-    return out
+def has(module: str) -> bool:
+    """Whether ``module`` can be imported (False for one blocked in ``sys.modules``)."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ValueError:  # sys.modules[module] is None
+        return False

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import jax
 import numpy as np
 
 from gradrev import schedules
-from gradrev.demo import Config, Problem, Run, adam_corrections
+from gradrev.demo import Config
+from gradrev.demo.problem import Problem, Run, adam_corrections
 
 
-def train(problem: Problem, config: Config, dann: bool) -> Run:
+def train(
+    problem: Problem, config: Config, dann: bool, tick: Callable[[], None] = lambda: None
+) -> Run:
+    """Train one model; ``tick()`` after every step."""
     if config.dtype == "float64":
         jax.config.update("jax_enable_x64", True)  # type: ignore[no-untyped-call]
     import jax.numpy as jnp
@@ -77,6 +82,7 @@ def train(problem: Problem, config: Config, dann: bool) -> Run:
         c1, c2 = (jnp.asarray(c, config.dtype) for c in adam_corrections(step))
         m, v = train_step(model, m, v, problem.xs[i], problem.ys[i], problem.xt[j], c1, c2)
         model.grl.step()
+        tick()
 
     @jax.jit
     def probability(x: Any) -> Any:

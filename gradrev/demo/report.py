@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from gradrev.demo import Problem, Run
+from gradrev.demo.problem import Problem, Run
 
 
 def tables(report: dict[str, Any]) -> str:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from gradrev import schedules
-from gradrev.demo import Config, Problem, Run, adam_corrections
+from gradrev.demo import Config
+from gradrev.demo.problem import Problem, Run, adam_corrections
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 import keras
@@ -17,7 +19,10 @@ import tensorflow as tf
 from gradrev.keras import GradientReversal
 
 
-def train(problem: Problem, config: Config, dann: bool) -> Run:
+def train(
+    problem: Problem, config: Config, dann: bool, tick: Callable[[], None] = lambda: None
+) -> Run:
+    """Train one model; ``tick()`` after every step."""
     if keras.backend.backend() != "tensorflow":
         raise RuntimeError(
             "gradrev demo: the TensorFlow run needs KERAS_BACKEND=tensorflow, "
@@ -67,6 +72,7 @@ def train(problem: Problem, config: Config, dann: bool) -> Run:
         c1, c2 = (tf.constant(c, config.dtype) for c in adam_corrections(step))
         train_step(problem.xs[i], problem.ys[i], problem.xt[j], c1, c2)
         grl.step()
+        tick()
 
     def predict(x: np.ndarray) -> np.ndarray:
         logits = layers["label"](features(tf.constant(x)))

@@ -1,0 +1,79 @@
+"""Drop-in for the two packages that install as ``gradient_reversal``.
+
+- torch-gradient-reversal (PyPI): ``GradientReversalLayer(alpha=1.0)`` with its ``alpha``
+  buffer, so its checkpoints load, ``set_alpha``, and ``gradient_reversal(x, alpha=1.0)``.
+- tadeephuy's GradientReversal (GitHub): ``GradientReversal(alpha)`` and ``revgrad(x, alpha)``,
+  α a float or a tensor of one element such as ``torch.tensor([1.])``.
+
+Before: ``from gradient_reversal import ...``. After: ``from gradrev.compat.gradient_reversal
+import ...``. The gradient is gradrev's ``grad * -alpha``.
+
+>>> import torch
+>>> from gradrev.compat.gradient_reversal import GradientReversalLayer
+>>> grl = GradientReversalLayer(alpha=1.0)
+>>> sorted(grl.state_dict())
+['alpha']
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from gradrev.backends import torch as backend
+from gradrev.compat import _torch
+
+__all__ = ["GradientReversal", "GradientReversalLayer", "gradient_reversal", "revgrad"]
+
+
+class GradientReversalLayer(torch.nn.Module):
+    """torch-gradient-reversal's layer, with α in the float32 buffer ``alpha``.
+
+    The buffer is in ``state_dict`` under the peer's key and moves with ``.to()``. λ is read
+    from it as a tensor, so changing α never recompiles and never syncs with the device.
+    """
+
+    alpha: torch.Tensor
+
+    def __init__(self, alpha: float = 1.0) -> None:
+        super().__init__()
+        value = _torch.finite_float(alpha, "gradrev.compat.gradient_reversal.GradientReversalLayer")
+        self.register_buffer("alpha", torch.tensor(value))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return backend.reverse(x, self.alpha)
+
+    @torch.no_grad()
+    def set_alpha(self, alpha: float) -> None:
+        """Set α in place (the buffer keeps its dtype and device)."""
+        self.alpha.fill_(_torch.finite_float(alpha, "GradientReversalLayer.set_alpha"))
+
+    def extra_repr(self) -> str:
+        return f"alpha={float(self.alpha):.4f}"
+
+
+def gradient_reversal(x: torch.Tensor, alpha: Any = 1.0) -> torch.Tensor:
+    """torch-gradient-reversal's function: ``x`` forward, gradient times −``alpha`` backward."""
+    where = "gradrev.compat.gradient_reversal.gradient_reversal"
+    return backend.reverse(x, _torch.as_lambda(alpha, where))
+
+
+class GradientReversal(torch.nn.Module):
+    """tadeephuy's layer: ``GradientReversal(alpha)``, α required.
+
+    As there, α is ``torch.tensor(alpha)`` in the plain attribute ``alpha``, not in
+    ``state_dict``; a tensor of one element, such as ``torch.tensor([1.])``, is accepted.
+    """
+
+    def __init__(self, alpha: Any) -> None:
+        super().__init__()
+        self.alpha = _torch.alpha_tensor(alpha, "gradrev.compat.gradient_reversal.GradientReversal")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return revgrad(x, self.alpha)
+
+
+def revgrad(x: torch.Tensor, alpha: Any) -> torch.Tensor:
+    """tadeephuy's function: ``x`` forward, gradient times −``alpha`` backward."""
+    return backend.reverse(x, _torch.as_lambda(alpha, "gradrev.compat.gradient_reversal.revgrad"))

@@ -1,0 +1,47 @@
+"""Drop-in for pytorch-revgrad: ``RevGrad`` and ``revgrad``.
+
+Before: ``from pytorch_revgrad import RevGrad``. After: ``from gradrev.compat.revgrad import
+RevGrad``. The gradient is gradrev's ``grad * -alpha``.
+
+>>> import torch
+>>> from gradrev.compat.revgrad import RevGrad
+>>> x = torch.ones(2, requires_grad=True)
+>>> RevGrad(alpha=0.5)(x).sum().backward()
+>>> x.grad
+tensor([-0.5000, -0.5000])
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from gradrev.backends import torch as backend
+from gradrev.compat import _torch
+
+__all__ = ["RevGrad", "revgrad"]
+
+
+class RevGrad(torch.nn.Module):
+    """pytorch-revgrad's layer: identity forward, gradient times −alpha backward.
+
+    As in pytorch-revgrad, α is ``torch.tensor(alpha)`` in the plain attribute ``_alpha``
+    (float32 for a Python float): it is not in ``state_dict``, so checkpoints load both ways.
+    ``alpha`` may be a float or a tensor of one element.
+    """
+
+    def __init__(self, alpha: Any = 1.0, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._alpha = _torch.alpha_tensor(alpha, "gradrev.compat.revgrad.RevGrad")
+
+    def forward(self, input_: torch.Tensor) -> torch.Tensor:
+        return revgrad(input_, self._alpha)
+
+
+def revgrad(input_: torch.Tensor, alpha_: Any) -> torch.Tensor:
+    """pytorch-revgrad's function: ``input_`` forward, gradient times −``alpha_`` backward.
+
+    ``alpha_`` is a tensor of one element, as pytorch-revgrad needs, or a float.
+    """
+    return backend.reverse(input_, _torch.as_lambda(alpha_, "gradrev.compat.revgrad.revgrad"))

@@ -1,0 +1,99 @@
+"""Progress for long CLI runs: a redrawn bar with an ETA in a terminal, plain lines elsewhere.
+
+No dependency beyond the standard library.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import TextIO
+
+
+class Progress:
+    """Counts steps toward ``total`` and reports on ``stream``.
+
+    In a terminal, one line is redrawn (at most ten times a second) with a bar, the count
+    and the ETA. Otherwise (a file, a pipe, CI), a plain line is printed when a new label
+    starts, every ``every`` seconds, and at the end.
+
+    Example:
+        ```python
+        import sys
+        from gradrev.demo.progress import Progress
+
+        progress = Progress(3, sys.stdout)
+        for _ in range(3):
+            progress.advance("torch")
+        progress.close()
+        ```
+    """
+
+    def __init__(
+        self,
+        total: int,
+        stream: TextIO,
+        *,
+        every: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.total, self.stream, self.every, self.clock = total, stream, every, clock
+        self.tty = stream.isatty()
+        self.done = 0
+        self.label = ""
+        self.start: float | None = None  # the first step, not the imports before it
+        self.last = -float("inf")
+
+    def advance(self, label: str, steps: int = 1) -> None:
+        """Record ``steps`` more steps of ``label``'s work."""
+        now = self.clock()
+        if self.start is None:
+            self.start = now
+        if label != self.label:
+            self.label = label
+            if not self.tty:  # a new backend starts: say so at once
+                self._line(now)
+                self.last = now
+        self.done += steps
+        if now - self.last >= (0.1 if self.tty else self.every):
+            self.last = now
+            self._draw(now) if self.tty else self._line(now)
+
+    def close(self) -> None:
+        """The final count, and a newline after a terminal's bar."""
+        now = self.clock()
+        if self.tty:
+            self._draw(now)
+            self.stream.write("\n")
+        else:
+            self._line(now)
+        self.stream.flush()
+
+    def _elapsed(self, now: float) -> float:
+        return 0.0 if self.start is None else now - self.start
+
+    def _eta(self, now: float) -> str:
+        elapsed = self._elapsed(now)
+        if self.done == 0 or elapsed <= 0:
+            return "ETA ?"
+        left = elapsed / self.done * (self.total - self.done)
+        return f"ETA {int(left) // 60}:{int(left) % 60:02d}"
+
+    def _draw(self, now: float) -> None:
+        width = 30
+        filled = width * self.done // max(self.total, 1)
+        bar = "#" * filled + "." * (width - filled)
+        percent = 100 * self.done // max(self.total, 1)
+        self.stream.write(
+            f"\rtraining {self.label:<10} [{bar}] {percent:3d}% "
+            f"{self.done}/{self.total} steps  {self._eta(now)} "
+        )
+        self.stream.flush()
+
+    def _line(self, now: float) -> None:
+        percent = 100 * self.done // max(self.total, 1)
+        self.stream.write(
+            f"training {self.label}: {self.done}/{self.total} steps ({percent}%), "
+            f"{self._elapsed(now):.0f} s elapsed, {self._eta(now)}\n"
+        )
+        self.stream.flush()
