@@ -41,8 +41,11 @@ def reverse(x: torch.Tensor, lambda_: float | torch.Tensor = 1.0) -> torch.Tenso
     """
     if not isinstance(x, torch.Tensor):
         if isinstance(x, torch.fx.Proxy):  # torch.fx.symbolic_trace: record the operator
-            lam = lambda_ if isinstance(lambda_, torch.fx.Proxy) else _check_lambda(lambda_)
-            return _recorded(x, lam)
+            if not isinstance(lambda_, torch.fx.Proxy):
+                # A proxy has no device to check a tensor λ against: check λ on its own.
+                like = lambda_ if isinstance(lambda_, torch.Tensor) else torch.empty(())
+                lambda_ = _check_lambda(lambda_, like)
+            return _recorded(x, lambda_)
         raise _lambda.wrong_input(x, "gradrev.reverse", "a torch.Tensor")
     if x.layout != torch.strided or x.is_nested:
         raise _not_dense(x)
