@@ -480,9 +480,31 @@ model = jax.export.deserialize(bytearray((d / "model.jaxexport").read_bytes()))
 out, vjp = jax.vjp(model.call, w1, x)
 f = jax.export.deserialize(bytearray((d / "sum_sin.jaxexport").read_bytes()))
 grad_of_grad = jax.grad(lambda a: jnp.sum(jax.grad(f.call)(a)))(v)
+linen = jax.export.deserialize(bytearray((d / "linen.jaxexport").read_bytes()))
+linen_out, linen_vjp = jax.vjp(linen.call, {"params": {"features": {"kernel": w1}}}, x)
+linen_grad = linen_vjp(cot)[0]["params"]["features"]["kernel"]
 assert "gradrev" not in sys.modules
-np.savez(d / "results.npz", out=out, grad=vjp(cot)[0], grad1=jax.grad(f.call)(v), grad2=grad_of_grad)
+np.savez(
+    d / "results.npz", out=out, grad=vjp(cot)[0], grad1=jax.grad(f.call)(v), grad2=grad_of_grad,
+    linen_out=linen_out, linen_grad=linen_grad,
+)
 """
+
+
+def linen_model() -> Any:
+    """The model in Flax Linen, with ``gradrev.flax.linen.GradientReversal``."""
+    import jax.numpy as jnp
+    from flax import linen as nn
+
+    from gradrev.flax.linen import GradientReversal
+
+    class Net(nn.Module):
+        @nn.compact
+        def __call__(self, x: Any) -> Any:
+            h = jnp.tanh(nn.Dense(3, use_bias=False, name="features")(x))
+            return GradientReversal(LAM)(h) @ W2
+
+    return Net()
 
 
 @pytest.mark.slow
@@ -495,6 +517,10 @@ def test_jax_export_reloads_without_gradrev_vjp_orders_1_and_2(
     sum_sin = jax.export.export(jax.jit(sum_sin_reversed))(v)
     (tmp_path / "model.jaxexport").write_bytes(model.serialize(vjp_order=1))
     (tmp_path / "sum_sin.jaxexport").write_bytes(sum_sin.serialize(vjp_order=2))
+    pytest.importorskip("flax")
+    params = {"params": {"features": {"kernel": W1}}}
+    linen = jax.export.export(jax.jit(linen_model().apply))(params, X)
+    (tmp_path / "linen.jaxexport").write_bytes(linen.serialize(vjp_order=1))
     for name, a in {"x": X, "w1": W1, "cot": COT, "v": v}.items():
         np.save(tmp_path / f"{name}.npy", a)
     run_python(JAX_RELOAD, str(tmp_path))
@@ -510,6 +536,12 @@ def test_jax_export_reloads_without_gradrev_vjp_orders_1_and_2(
         vjp_order_2=(got["grad2"], -(lam**2) * np.sin(v), 1e-6),
     )
     np.testing.assert_allclose(got["out"], want_out, rtol=1e-5)
+    report(
+        "Flax Linen layer through jax.export, deserialized without gradrev",
+        got["linen_out"],
+        np.asarray(linen_model().apply(params, X)),
+        gradient=(got["linen_grad"], want_grad, 1e-5),
+    )
 
 
 def test_jax2tf_gradient_is_reversed() -> None:
