@@ -2,7 +2,8 @@
 
 A cell exports a small model (a feature layer, the reversal, a head) through one path, runs
 the result, and compares it with eager: the forward with the eager output, and the gradient
-of the feature layer with -λ times the gradient of the same model without the reversal.
+of the feature layer with -λ times the gradient of the same model without the reversal
+(PyTorch programs must also give eager's gradient bit for bit).
 A path that cannot keep the reversal must refuse loudly; the test checks the error. Reloads
 that the docs promise in a fresh process run in one, importing only what the docs say.
 Run with ``-rP`` to see each cell's numbers.
@@ -97,16 +98,18 @@ def torch_train_step(module: Any) -> tuple[np.ndarray, np.ndarray]:
 
 
 @pytest.fixture(scope="module")
-def torch_eager() -> tuple[np.ndarray, np.ndarray]:
-    """Eager output and -λ times the plain gradient: what every torch cell must give."""
-    out, _ = torch_train_step(torch_net(LAM))
+def torch_eager() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Eager output, -λ times the plain gradient, and the eager gradient through gradrev."""
+    out, grad = torch_train_step(torch_net(LAM))
     _, plain = torch_train_step(torch_net(None))
-    return out, -LAM * plain
+    return out, -LAM * plain, grad
 
 
-def torch_report(cell: str, module: Any, eager: tuple[np.ndarray, np.ndarray]) -> None:
+def torch_report(cell: str, module: Any, eager: tuple[np.ndarray, ...]) -> None:
+    """Report a program's numbers; its gradient must also be eager's, bit for bit."""
     out, grad = torch_train_step(module)
     report(cell, out, eager[0], gradient=(grad, eager[1], 1e-6))
+    np.testing.assert_array_equal(grad, eager[2])
 
 
 @pytest.mark.parametrize("tensor_lambda", [True, False], ids=["tensor-lambda", "float-lambda"])
@@ -290,6 +293,7 @@ def test_torch_program_reloads_in_fresh_process_and_trains(
         torch_eager[0],
         gradient=(torch_reloaded[artifact + ".grad"], torch_eager[1], 1e-6),
     )
+    np.testing.assert_array_equal(torch_reloaded[artifact + ".grad"], torch_eager[2])
 
 
 @pytest.mark.slow
