@@ -66,7 +66,8 @@ def _find(x: Any) -> Callable[[Any, Any], Any]:
     # a stub module, or one another thread is still importing, is skipped. Plain import
     # statements (not importlib) keep this traceable by TorchDynamo and AutoGraph when the
     # first call happens inside a trace.
-    if _instance_of(x, "torch", "Tensor"):
+    # A torch.fx proxy stands for a tensor while torch.fx.symbolic_trace runs.
+    if _instance_of(x, "torch", "Tensor") or _instance_of(x, "torch.fx", "Proxy"):
         from gradrev.backends import torch as torch_backend
 
         if torch_backend.is_tensor(x):

@@ -2,7 +2,8 @@
 
 A cell exports a small model (a feature layer, the reversal, a head) through one path, runs
 the result, and compares it with eager: the forward with the eager output, and the gradient
-of the feature layer with -λ times the gradient of the same model without the reversal.
+of the feature layer with -λ times the gradient of the same model without the reversal
+(PyTorch programs must also give eager's gradient bit for bit).
 A path that cannot keep the reversal must refuse loudly; the test checks the error. Reloads
 that the docs promise in a fresh process run in one, importing only what the docs say.
 Run with ``-rP`` to see each cell's numbers.
@@ -97,16 +98,18 @@ def torch_train_step(module: Any) -> tuple[np.ndarray, np.ndarray]:
 
 
 @pytest.fixture(scope="module")
-def torch_eager() -> tuple[np.ndarray, np.ndarray]:
-    """Eager output and -λ times the plain gradient: what every torch cell must give."""
-    out, _ = torch_train_step(torch_net(LAM))
+def torch_eager() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Eager output, -λ times the plain gradient, and the eager gradient through gradrev."""
+    out, grad = torch_train_step(torch_net(LAM))
     _, plain = torch_train_step(torch_net(None))
-    return out, -LAM * plain
+    return out, -LAM * plain, grad
 
 
-def torch_report(cell: str, module: Any, eager: tuple[np.ndarray, np.ndarray]) -> None:
+def torch_report(cell: str, module: Any, eager: tuple[np.ndarray, ...]) -> None:
+    """Report a program's numbers; its gradient must also be eager's, bit for bit."""
     out, grad = torch_train_step(module)
     report(cell, out, eager[0], gradient=(grad, eager[1], 1e-6))
+    np.testing.assert_array_equal(grad, eager[2])
 
 
 @pytest.mark.parametrize("tensor_lambda", [True, False], ids=["tensor-lambda", "float-lambda"])
@@ -120,6 +123,15 @@ def test_torch_export_trains_with_reversal(
     )
     torch_report(f"torch.export strict={strict}", ep.module(), torch_eager)
     torch_report("  .run_decompositions()", ep.run_decompositions().module(), torch_eager)
+
+
+def test_torch_export_with_a_dynamic_batch_trains_with_reversal(torch_eager: Any) -> None:
+    torch = pytest.importorskip("torch")
+    batch = torch.export.Dim("batch")
+    ep = torch.export.export(
+        torch_net(LAM), (torch.from_numpy(X[:2]),), dynamic_shapes={"x": {0: batch}}
+    )
+    torch_report("torch.export, dynamic batch, run on another batch size", ep.module(), torch_eager)
 
 
 @pytest.mark.slow
@@ -281,6 +293,7 @@ def test_torch_program_reloads_in_fresh_process_and_trains(
         torch_eager[0],
         gradient=(torch_reloaded[artifact + ".grad"], torch_eager[1], 1e-6),
     )
+    np.testing.assert_array_equal(torch_reloaded[artifact + ".grad"], torch_eager[2])
 
 
 @pytest.mark.slow
@@ -471,9 +484,31 @@ model = jax.export.deserialize(bytearray((d / "model.jaxexport").read_bytes()))
 out, vjp = jax.vjp(model.call, w1, x)
 f = jax.export.deserialize(bytearray((d / "sum_sin.jaxexport").read_bytes()))
 grad_of_grad = jax.grad(lambda a: jnp.sum(jax.grad(f.call)(a)))(v)
+linen = jax.export.deserialize(bytearray((d / "linen.jaxexport").read_bytes()))
+linen_out, linen_vjp = jax.vjp(linen.call, {"params": {"features": {"kernel": w1}}}, x)
+linen_grad = linen_vjp(cot)[0]["params"]["features"]["kernel"]
 assert "gradrev" not in sys.modules
-np.savez(d / "results.npz", out=out, grad=vjp(cot)[0], grad1=jax.grad(f.call)(v), grad2=grad_of_grad)
+np.savez(
+    d / "results.npz", out=out, grad=vjp(cot)[0], grad1=jax.grad(f.call)(v), grad2=grad_of_grad,
+    linen_out=linen_out, linen_grad=linen_grad,
+)
 """
+
+
+def linen_model() -> Any:
+    """The model in Flax Linen, with ``gradrev.flax.linen.GradientReversal``."""
+    import jax.numpy as jnp
+    from flax import linen as nn
+
+    from gradrev.flax.linen import GradientReversal
+
+    class Net(nn.Module):
+        @nn.compact
+        def __call__(self, x: Any) -> Any:
+            h = jnp.tanh(nn.Dense(3, use_bias=False, name="features")(x))
+            return GradientReversal(LAM)(h) @ W2
+
+    return Net()
 
 
 @pytest.mark.slow
@@ -486,6 +521,10 @@ def test_jax_export_reloads_without_gradrev_vjp_orders_1_and_2(
     sum_sin = jax.export.export(jax.jit(sum_sin_reversed))(v)
     (tmp_path / "model.jaxexport").write_bytes(model.serialize(vjp_order=1))
     (tmp_path / "sum_sin.jaxexport").write_bytes(sum_sin.serialize(vjp_order=2))
+    pytest.importorskip("flax")
+    params = {"params": {"features": {"kernel": W1}}}
+    linen = jax.export.export(jax.jit(linen_model().apply))(params, X)
+    (tmp_path / "linen.jaxexport").write_bytes(linen.serialize(vjp_order=1))
     for name, a in {"x": X, "w1": W1, "cot": COT, "v": v}.items():
         np.save(tmp_path / f"{name}.npy", a)
     run_python(JAX_RELOAD, str(tmp_path))
@@ -501,6 +540,12 @@ def test_jax_export_reloads_without_gradrev_vjp_orders_1_and_2(
         vjp_order_2=(got["grad2"], -(lam**2) * np.sin(v), 1e-6),
     )
     np.testing.assert_allclose(got["out"], want_out, rtol=1e-5)
+    report(
+        "Flax Linen layer through jax.export, deserialized without gradrev",
+        got["linen_out"],
+        np.asarray(linen_model().apply(params, X)),
+        gradient=(got["linen_grad"], want_grad, 1e-5),
+    )
 
 
 def test_jax2tf_gradient_is_reversed() -> None:
@@ -751,3 +796,73 @@ def test_import_gradrev_registers_for_frameworks_already_imported() -> None:
     assert torch.ops.gradrev.reverse_lambda_tensor is not None
     """
     run_python(code)
+
+
+# Each non-TensorFlow Keras backend, in its own process (a process has one Keras backend):
+# a .keras round trip and the input gradient, and the export format that backend supports.
+KERAS_BACKEND_CELLS = """
+import pathlib, sys
+import numpy as np
+sys.path.insert(0, sys.argv[2])
+import keras
+from test_deployment import COT, LAM, X, keras_model
+
+d = pathlib.Path(sys.argv[1])
+backend = keras.backend.backend()
+keras_model(LAM).save(d / "model.keras")
+model = keras.saving.load_model(d / "model.keras")
+if backend == "jax":
+    import jax
+    grad = jax.grad(lambda x: (model(x) * COT).sum())(X)
+    model.export(d / "saved", format="tf_saved_model", verbose=False)
+    import tensorflow as tf
+    x, loaded = tf.constant(X), tf.saved_model.load(str(d / "saved"))
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        exported = loaded.serve(x)
+        loss = tf.reduce_sum(exported * COT)
+    export_grad = tape.gradient(loss, x).numpy()
+else:
+    import torch
+    x = torch.from_numpy(X).requires_grad_()
+    (model(x) * torch.from_numpy(COT)).sum().backward()
+    grad = x.grad
+    model.export(d / "model.onnx", format="onnx", verbose=False)
+    import onnxruntime
+    session = onnxruntime.InferenceSession(str(d / "model.onnx"), providers=["CPUExecutionProvider"])
+    exported = session.run(None, {session.get_inputs()[0].name: X})[0]
+    export_grad = np.full_like(X, np.nan)  # ONNX has no gradient
+out = keras.ops.convert_to_numpy(model(X))
+np.savez(d / "results.npz", out=out, grad=np.asarray(grad), export_out=np.asarray(exported), export_grad=export_grad)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("keras_backend", ["jax", "torch"])
+def test_keras_on_other_backends_saves_and_exports(
+    keras_backend: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("keras")
+    pytest.importorskip(keras_backend)
+    pytest.importorskip("tensorflow" if keras_backend == "jax" else "onnxruntime")
+    monkeypatch.setenv("KERAS_BACKEND", keras_backend)
+    run_python(KERAS_BACKEND_CELLS, str(tmp_path), str(Path(__file__).parent))
+    got = np.load(tmp_path / "results.npz")
+    want_out, want_grad = numpy_reference(LAM, wrt="x")
+    report(
+        f"Keras ({keras_backend}) .keras round trip",
+        got["out"],
+        want_out,
+        gradient=(got["grad"], want_grad, 1e-5),
+    )
+    if keras_backend == "jax":
+        report(
+            "Keras (jax) model.export() -> tf.saved_model.load",
+            got["export_out"],
+            want_out,
+            gradient=(got["export_grad"], want_grad, 1e-5),
+        )
+    else:
+        report(
+            "Keras (torch) model.export(format='onnx') in onnxruntime", got["export_out"], want_out
+        )

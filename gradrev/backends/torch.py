@@ -21,7 +21,8 @@ _REDUCED = (torch.float16, torch.bfloat16)
 
 
 def is_tensor(x: Any) -> bool:
-    """Whether ``x`` is a tensor of this backend's framework (subclasses and Parameters included)."""
+    """Whether ``x`` is a tensor of this backend's framework (subclasses, Parameters and
+    ``torch.fx`` proxies included)."""
     return isinstance(x, (torch.Tensor, torch.fx.Proxy))
 
 
@@ -40,8 +41,11 @@ def reverse(x: torch.Tensor, lambda_: float | torch.Tensor = 1.0) -> torch.Tenso
     """
     if not isinstance(x, torch.Tensor):
         if isinstance(x, torch.fx.Proxy):  # torch.fx.symbolic_trace: record the operator
-            lam = lambda_ if isinstance(lambda_, torch.fx.Proxy) else _check_lambda(lambda_)
-            return _recorded(x, lam)
+            if not isinstance(lambda_, torch.fx.Proxy):
+                # A proxy has no device to check a tensor λ against: check λ on its own.
+                like = lambda_ if isinstance(lambda_, torch.Tensor) else torch.empty(())
+                lambda_ = _check_lambda(lambda_, like)
+            return _recorded(x, lambda_)
         raise _lambda.wrong_input(x, "gradrev.reverse", "a torch.Tensor")
     if x.layout != torch.strided or x.is_nested:
         raise _not_dense(x)
@@ -125,12 +129,13 @@ _apply_eagerly = super(torch.autograd.Function, GradReverse).apply
 
 
 # Exported programs and TorchScript traces lose an autograd.Function: torch.export records
-# its forward (a view_as, so training the program gives +grad), and a TorchScript trace
-# records a Python call that torch.jit.save refuses. An operator registered through
-# torch.library is recorded as itself and carries its backward formula into the program,
-# and a process that loads the program finds it again once gradrev.backends.torch is
-# imported. A custom operator may not return a view of its input, so its kernel copies:
-# it is used only while exporting or tracing, never eagerly or under torch.compile.
+# its forward (a view_as, so training the program gives +grad), a TorchScript trace records
+# a Python call that torch.jit.save refuses, and torch.fx cannot call it on a proxy. An
+# operator registered through torch.library is recorded as itself and carries its backward
+# formula into the program, and a process that loads the program finds it again once
+# gradrev.backends.torch is imported. A custom operator may not return a view of its input,
+# so its kernel copies: it is used only while exporting or tracing, never eagerly or under
+# torch.compile. See docs/deployment.md.
 @torch.library.custom_op("gradrev::reverse", mutates_args=())
 def _reverse_op(x: torch.Tensor, lambda_: float) -> torch.Tensor:
     """``gradrev.reverse`` with a Python-float λ, as a PyTorch operator."""
