@@ -4,7 +4,9 @@
 
 Every row is measured in this run and compared with its reference from the same run. Times
 are medians over interleaved rounds (each round runs every contender once, so drift in the
-machine's speed hits all of them alike). Anchors: pip install -r benchmarks/requirements.txt
+machine's speed hits all of them alike). The anchors, other GRLs measured beside gradrev:
+pip install -c constraints.txt pytorch-revgrad==0.2.0 torch-gradient-reversal==1.0.0
+(benchmarks/requirements.txt in a clone).
 """
 
 from __future__ import annotations
@@ -122,13 +124,15 @@ def torch_grls() -> dict[str, Callable[..., Any]]:
         revgrad._alpha = alpha
         grls["pytorch-revgrad"] = lambda x, lam: revgrad(x)
     except ImportError:
-        note("pytorch-revgrad not installed: pip install -r benchmarks/requirements.txt")
+        note("anchor pytorch-revgrad not installed: pip install pytorch-revgrad==0.2.0")
     try:
         from gradient_reversal import gradient_reversal
 
         grls["torch-gradient-reversal"] = lambda x, lam: gradient_reversal(x, lam)
     except ImportError:
-        note("torch-gradient-reversal not installed: pip install -r benchmarks/requirements.txt")
+        note(
+            "anchor torch-gradient-reversal not installed: pip install torch-gradient-reversal==1.0.0"
+        )
     return grls
 
 
