@@ -379,6 +379,8 @@ def bench_compiled(n: int, rounds: int, torch_backend: str = "inductor") -> None
 
 def _compiled_row(compiler: str, times: dict[str, float], n: int) -> None:
     ratio = times["through"] / times["by hand"]
+    # aot_eager (--quick) runs the traced ops one by one, without fusion: no target there.
+    target, ok = ("(no fusion)", None) if "aot_eager" in compiler else ("≤ 1.10×", ratio <= 1.10)
     row(
         f"compiled gradient of Σ sin(R(x)), 2^{n.bit_length() - 1} float32, vs -λ·∇Σ sin(x) by hand",
         compiler,
@@ -386,8 +388,8 @@ def _compiled_row(compiler: str, times: dict[str, float], n: int) -> None:
         "ms",
         "by hand",
         ratio,
-        "≤ 1.10×",
-        ratio <= 1.10,
+        target,
+        ok,
     )
 
 
@@ -639,8 +641,8 @@ def add_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--quick",
         action="store_true",
-        help="smaller tensors, fewer rounds, torch.compile through aot_eager: about 30 s on 2 "
-        "busy cores, a third of it importing the frameworks",
+        help="2^20-element tensors, 5 rounds, torch.compile through aot_eager (no Inductor "
+        "compile): about 30 s on 2 cores, up to twice that when other jobs load them",
     )
     parser.add_argument(
         "--json", metavar="PATH", help="also write the rows and the machine as JSON"
