@@ -116,8 +116,8 @@ def table(report: dict[str, Any]) -> str:
     )
     if any(r["flush_subnormals"] for r in report["results"]):
         lines.append(
-            "(subnormals flushed: that backend's CPU flushes subnormal floats to zero in every "
-            "operation, so its reference is the canonical result with subnormals flushed)"
+            "(subnormals flushed: that backend's CPU flushes subnormals to zero in every\n"
+            " operation, so the reference it is held to flushes them too)"
         )
     if report.get("skipped"):
         lines.append("skipped rows: pip install ml_dtypes to test bfloat16")

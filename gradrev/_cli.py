@@ -34,7 +34,11 @@ def _parser() -> argparse.ArgumentParser:
     from gradrev import _bench
     from gradrev.demo import Config
 
-    parser = argparse.ArgumentParser(prog="gradrev", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="gradrev",
+        description="gradrev: one gradient reversal layer for PyTorch, JAX and TensorFlow.",
+        epilog="gradrev COMMAND --help shows a command's options.",
+    )
     parser.add_argument(
         "-v", "--verbose", action="store_true", help="keep the frameworks' start-up logs"
     )

@@ -65,8 +65,9 @@ def test_bench_quick_writes_json(tmp_path: Path) -> None:
     report = json.loads(out.read_text())
     sections = {r["section"].split(",")[0] for r in report["rows"]}
     assert {"dispatch: gradrev.reverse vs the backend function"} <= sections
-    saved = [r for r in report["rows"] if r["case"] == "gradrev" and r["unit"] == "bytes"]
-    assert saved and saved[0]["value"] == 0  # nothing saved for backward: a property, not a timing
+    if installed("torch"):  # the saved-bytes section measures torch's autograd graph
+        saved = [r for r in report["rows"] if r["case"] == "gradrev" and r["unit"] == "bytes"]
+        assert saved and saved[0]["value"] == 0  # nothing saved for backward: not a timing
     assert "cpu" in report["machine"] or "processor" in report["machine"]
 
 
