@@ -63,7 +63,7 @@ def test_install_table_passed_the_declared_floors() -> None:
     pyproject = (ROOT / "pyproject.toml").read_text()
     python = re.search(r'^requires-python = ">=([\d.]+)"', pyproject, re.M)[1]  # type: ignore[index]
     rows = {
-        m[1]: m[2:]
+        m[1]: m.groups()[1:]
         for m in re.finditer(
             r"^\| `([\w-]+)` \| ([\d.]+) \| (.*?) \| .*? \| (passed|\*\*failed\*\*)",
             (ROOT / "docs" / "install.md").read_text(),
