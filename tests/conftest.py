@@ -19,6 +19,8 @@ import pytest
 from gradrev._adapters import ADAPTERS
 
 BACKENDS = tuple(ADAPTERS)
+DEVICES = ("cpu", "gpu")
+_MODULE = {"torch": "torch", "jax": "jax", "tensorflow": "tensorflow"}
 
 # Known conflict (docs/install.md): triton (torch >= 2.14's CUDA builds ship it) segfaults
 # when it loads after TensorFlow, as torch.compile makes it do. Loaded first, both work.
@@ -26,9 +28,6 @@ if "tensorflow" not in sys.modules and all(
     importlib.util.find_spec(m) for m in ("triton", "tensorflow")
 ):
     import triton  # noqa: F401
-
-DEVICES = ("cpu", "gpu")
-_MODULE = {"torch": "torch", "jax": "jax", "tensorflow": "tensorflow"}
 
 
 def requested_backends() -> tuple[str, ...] | None:
