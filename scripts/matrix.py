@@ -50,7 +50,7 @@ CONFIGS = [
     Config("floors-jax", "3.10", ("jax",), ("jax",), floors=True),
     Config("floors-tensorflow", "3.10", ("tensorflow",), ("tensorflow",), floors=True),
     Config("middle-torch", "3.12", ("torch",), ("torch",), {"torch": "2.9.1"}),
-    Config("middle-jax", "3.12", ("jax",), ("jax",), {"jax": "0.8.2", "flax": "0.11.2"}),
+    Config("middle-jax", "3.12", ("jax",), ("jax",), {"jax": "0.8.2", "flax": "0.12.2"}),
     Config(
         "middle-tensorflow",
         "3.12",
