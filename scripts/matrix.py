@@ -50,7 +50,7 @@ CONFIGS = [
     Config("floors-jax", "3.10", ("jax",), ("jax",), floors=True),
     Config("floors-tensorflow", "3.10", ("tensorflow",), ("tensorflow",), floors=True),
     Config("middle-torch", "3.12", ("torch",), ("torch",), {"torch": "2.9.1"}),
-    Config("middle-jax", "3.12", ("jax",), ("jax",), {"jax": "0.8.2", "flax": "0.11.2"}),
+    Config("middle-jax", "3.12", ("jax",), ("jax",), {"jax": "0.8.2", "flax": "0.12.2"}),
     Config(
         "middle-tensorflow",
         "3.12",
@@ -88,21 +88,22 @@ def pins_of(config: Config) -> dict[str, str]:
 
 def find_python(version: str) -> str:
     pyenv = sorted(Path.home().glob(f".pyenv/versions/{version}.*/bin/python"), reverse=True)
-    for candidate in (*map(str, pyenv), shutil.which(f"python{version}")):
-        ok = (
-            candidate and subprocess.run([candidate, "-c", ""], capture_output=True).returncode == 0
-        )
-        if ok:
-            return str(candidate)
+    for candidate in [*map(str, pyenv), shutil.which(f"python{version}")]:
+        # pyenv's shims exist for every version but run only the selected ones.
+        if candidate and subprocess.run([candidate, "-c", ""], capture_output=True).returncode == 0:
+            return candidate
     raise SystemExit(f"matrix: no Python {version} on PATH or under ~/.pyenv/versions")
 
 
-def run(cmd: list[str], log: Path, **kwargs: object) -> int:
+def run(
+    cmd: list[str], log: Path, cwd: Path | None = None, env: dict[str, str] | None = None
+) -> int:
+    """Runs ``cmd`` with its output appended to ``log``; the exit status (< 0: a signal)."""
     print("+", " ".join(cmd), flush=True)
     with log.open("a") as f:
         f.write("+ " + " ".join(cmd) + "\n")
         f.flush()
-        return subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, **kwargs).returncode  # type: ignore[call-overload,no-any-return]
+        return subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, cwd=cwd, env=env).returncode
 
 
 def build(config: Config, venv: Path, log: Path, reuse: bool) -> str | None:

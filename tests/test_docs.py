@@ -11,7 +11,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import skip_reason
+from conftest import lacks, skip_reason
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
@@ -31,7 +31,7 @@ def backends_of(code: str) -> list[str]:
 
 
 def snippet(code: str, id: str) -> object:
-    reason = skip_reason(*backends_of(code))
+    reason = skip_reason(*backends_of(code)) or ("fully_shard" in code and lacks("fsdp2-on-cpu"))
     return pytest.param(code, id=id, marks=pytest.mark.skip(reason=reason) if reason else ())
 
 
@@ -123,11 +123,12 @@ def test_install_table_passed_the_declared_floors() -> None:
     """docs/install.md's matrix (scripts/matrix.py writes it) ran each floor of pyproject.toml."""
     pyproject = (ROOT / "pyproject.toml").read_text()
     python = re.search(r'^requires-python = ">=([\d.]+)"', pyproject, re.M)[1]  # type: ignore[index]
+    install = (ROOT / "docs" / "install.md").read_text()
     rows = {
-        m[1]: m[2:]
+        m[1]: m.groups()[1:]
         for m in re.finditer(
             r"^\| `([\w-]+)` \| ([\d.]+) \| (.*?) \| .*? \| (passed|\*\*failed\*\*)",
-            (ROOT / "docs" / "install.md").read_text(),
+            install,
             re.M,
         )
     }
@@ -135,6 +136,8 @@ def test_install_table_passed_the_declared_floors() -> None:
         line = re.search(rf"^{extra} = \[(.*)\]$", pyproject, re.M)[1]  # type: ignore[index]
         floors = re.findall(r'"([\w.-]+)>=([\w.]+)"', line)
         assert floors, f"pyproject.toml: the {extra} extra declares no floor"
+        listed = ", ".join(f"{package} {floor}" for package, floor in floors)
+        assert f"| `{extra}` | {listed} |" in install, f"install.md's floors table: {extra}"
         got_python, versions, result = rows[f"floors-{extra}"]
         assert got_python.startswith(python + "."), (extra, got_python)
         assert result == "passed", f"floors-{extra} failed in docs/install.md"

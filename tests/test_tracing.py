@@ -51,6 +51,24 @@ def test_torch_compile_with_changing_python_float_lambda() -> None:
         assert torch.equal(x.grad, torch.full((4,), -2 * torch.tensor(value).item()))
 
 
+@pytest.mark.slow
+def test_torch_compile_python_float_lambda_compiles_twice() -> None:
+    """Twelve Python-float λ values, more than TorchDynamo's cache holds: two compiles (torch >= 2.9)."""
+    torch = pytest.importorskip("torch")
+    from torch._dynamo.testing import CompileCounterWithBackend
+
+    torch._dynamo.reset()
+    counter = CompileCounterWithBackend("aot_eager")
+    step = torch.compile(
+        lambda x, lam: gradrev.reverse(x, lam).sum(), backend=counter, fullgraph=True
+    )
+    for i in range(12):
+        x = torch.ones(4, requires_grad=True)
+        step(x, i / 12).backward()
+        assert torch.equal(x.grad, torch.full((4,), -(i / 12)))
+    assert counter.frame_count == 2
+
+
 def test_torch_parameter_and_subclass() -> None:
     torch = pytest.importorskip("torch")
     p = torch.nn.Parameter(torch.ones(3))
