@@ -6,9 +6,11 @@ variable) with adapt's normalised DANN ramp, computed as adapt computes it: floa
 TensorFlow ops, so λ has adapt's bits. gradrev's own curve, for any framework, is
 ``schedules.dann(max_steps, gamma, lambda_max, lambda_init=..., normalize=True)``.
 
->>> from gradrev.compat.adapt import UpdateLambda
->>> UpdateLambda(lambda_max=0.1).lambda_max
-0.1
+```python
+from gradrev.compat.adapt import UpdateLambda
+
+assert UpdateLambda(lambda_max=0.1).lambda_max == 0.1
+```
 """
 
 from __future__ import annotations

@@ -8,11 +8,12 @@
 Before: ``from gradient_reversal import ...``. After: ``from gradrev.compat.gradient_reversal
 import ...``. The gradient is gradrev's ``grad * -alpha``.
 
->>> import torch
->>> from gradrev.compat.gradient_reversal import GradientReversalLayer
->>> grl = GradientReversalLayer(alpha=1.0)
->>> sorted(grl.state_dict())
-['alpha']
+```python
+from gradrev.compat.gradient_reversal import GradientReversalLayer
+
+grl = GradientReversalLayer(alpha=1.0)
+assert sorted(grl.state_dict()) == ["alpha"]  # the peer's checkpoint key
+```
 """
 
 from __future__ import annotations

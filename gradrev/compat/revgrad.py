@@ -3,12 +3,14 @@
 Before: ``from pytorch_revgrad import RevGrad``. After: ``from gradrev.compat.revgrad import
 RevGrad``. The gradient is gradrev's ``grad * -alpha``.
 
->>> import torch
->>> from gradrev.compat.revgrad import RevGrad
->>> x = torch.ones(2, requires_grad=True)
->>> RevGrad(alpha=0.5)(x).sum().backward()
->>> x.grad
-tensor([-0.5000, -0.5000])
+```python
+import torch
+from gradrev.compat.revgrad import RevGrad
+
+x = torch.ones(2, requires_grad=True)
+RevGrad(alpha=0.5)(x).sum().backward()
+assert x.grad.tolist() == [-0.5, -0.5]
+```
 """
 
 from __future__ import annotations

@@ -5,10 +5,12 @@ gradrev.compat.tllib import WarmStartGradientReverseLayer``. The warm-start coef
 tllib's, computed as tllib computes it (float64, NumPy's exp), past ``max_iters`` too; the
 gradient is gradrev's ``grad * -coeff``, which equals tllib's ``grad.neg() * coeff``.
 
->>> from gradrev.compat.tllib import WarmStartGradientReverseLayer
->>> grl = WarmStartGradientReverseLayer(alpha=1.0, lo=0.0, hi=1.0, max_iters=1000, auto_step=True)
->>> grl.iter_num
-0
+```python
+from gradrev.compat.tllib import WarmStartGradientReverseLayer
+
+grl = WarmStartGradientReverseLayer(alpha=1.0, lo=0.0, hi=1.0, max_iters=1000, auto_step=True)
+assert grl.iter_num == 0
+```
 """
 
 from __future__ import annotations
