@@ -40,7 +40,7 @@ def check_lambda(value: Any, where: str) -> float:
         raise TypeError(
             f"{where}: lambda_ must be a real Python number, got {_lambda.describe(value)}"
         )
-    return _finite(float(value), where)
+    return _finite(value, where)
 
 
 def lambda_at(schedule: Any, step: int, where: str) -> float:
@@ -53,7 +53,7 @@ def lambda_at(schedule: Any, step: int, where: str) -> float:
             f"{where}: schedule({step}) must return a real number (a Python float or a 0-d "
             f"floating tensor), got {_lambda.describe(value)}"
         )
-    return _finite(float(value), f"{where}: schedule({step})")
+    return _finite(value, f"{where}: schedule({step})")
 
 
 def fit_storage(value: float, dtype: str, where: str) -> float:
@@ -82,13 +82,20 @@ def schedule_from_config(config: dict[str, Any] | None) -> Any:
     return None if config is None else schedules.from_dict(config)
 
 
-def _finite(value: float, where: str) -> float:
-    if not math.isfinite(value):
+def _finite(value: numbers.Real, where: str) -> float:
+    try:
+        result = float(value)
+    except OverflowError:  # an int beyond the float range, e.g. 10**400
         raise ValueError(
-            f"{where}: lambda_ must be finite, got {value!r}; "
+            f"{where}: lambda_ must be finite, got {_lambda.describe(value)}, "
+            "which overflows a float64"
+        ) from None
+    if not math.isfinite(result):
+        raise ValueError(
+            f"{where}: lambda_ must be finite, got {result!r}; "
             "a NaN or infinite λ would silently poison every gradient"
         )
-    return value
+    return result
 
 
 def _is_real_scalar_tensor(value: Any) -> bool:

@@ -134,6 +134,8 @@ def test_sgd_update_is_minus_lambda_times_plain_update(kind: Any) -> None:
 def test_bad_lambda_and_schedule_are_clear_errors(kind: Any) -> None:
     with pytest.raises(ValueError, match="lambda_ must be finite"):
         kind.make(float("nan"))
+    with pytest.raises(ValueError, match="overflows a float64"):
+        kind.make(10**400)
     with pytest.raises(TypeError, match="lambda_ must be"):
         kind.make("0.5")
     if kind.has_state:
