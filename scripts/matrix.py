@@ -241,6 +241,8 @@ def main(argv: list[str] | None = None) -> int:
         else:
             found = versions(venv)
             ok, summary = test(config, venv, log, args.pytest.split())
+        if not args.reuse:
+            shutil.rmtree(venv, ignore_errors=True)  # several GB each: keep only what --reuse keeps
         minutes = (time.monotonic() - t0) / 60
         print(f"{name}: {'passed' if ok else 'FAILED'}: {summary} [{minutes:.1f} min, {log}]")
         if not args.no_table:

@@ -79,7 +79,11 @@ CAPABILITY_FLOORS = {
         "0.9.1",
         "older jax loses the sign of zero through a strided view",
     ),
-    "float-lambda-symbolic": ("torch", "2.9", "torch 2.6 recompiles for every Python-float λ"),
+    "float-lambda-symbolic": (
+        "torch",
+        "2.13",
+        "torch 2.6 and 2.9 recompile for every Python-float λ",
+    ),
     "nnx-optimizer-update": (
         "flax",
         "0.11",

@@ -53,7 +53,7 @@ def test_torch_compile_with_changing_python_float_lambda() -> None:
 
 @pytest.mark.slow
 def test_torch_compile_python_float_lambda_compiles_twice() -> None:
-    """Twelve Python-float λ values, more than TorchDynamo's cache holds: two compiles (torch >= 2.9)."""
+    """Twelve Python-float λ values, more than TorchDynamo's cache holds: two compiles (torch >= 2.13)."""
     torch = pytest.importorskip("torch")
     from torch._dynamo.testing import CompileCounterWithBackend
 
