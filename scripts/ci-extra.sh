@@ -19,7 +19,8 @@ step() { echo "== [$extra, $((SECONDS - start)) s] $*"; }
 
 step "fresh venv, pip install -c constraints.txt \".[$extra]\""
 python -m venv --clear "$venv"
-"$venv/bin/python" -m pip install -q -c constraints.txt ".[$extra]"
+# --no-compile: no .pyc for the thousands of framework files up front (half a minute of CPU)
+"$venv/bin/python" -m pip install -q --no-compile -c constraints.txt ".[$extra]"
 gradrev="$venv/bin/gradrev"
 py="$venv/bin/python"
 cd "$work" # the installed package, not the source tree
@@ -64,6 +65,6 @@ cd "$root"
 # The tests marked slow (compilers, subprocesses) run in the main CI job on every backend;
 # here they would take the three extras past 10 minutes on a 2-core machine.
 step "pip install -c constraints.txt \".[$extra,test]\"; GRADREV_TEST_BACKENDS=$extra pytest -q -m 'not slow'"
-"$py" -m pip install -q -c constraints.txt ".[$extra,test]"
+"$py" -m pip install -q --no-compile -c constraints.txt ".[$extra,test]"
 GRADREV_TEST_BACKENDS="$extra" "$venv/bin/pytest" -q -p no:cacheprovider -m "not slow"
 step "done"
