@@ -18,7 +18,7 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-_FRAMEWORKS = ("torch", "jax", "tensorflow")
+_FRAMEWORKS = ("torch", "jax", "tensorflow", "mlx")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -43,7 +43,8 @@ def _parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check", help="bitwise parity self-test on every backend and device")
     check.add_argument("--json", metavar="PATH", help="also write the report as JSON")
     check.add_argument(
-        "--backends", help="comma-separated subset of torch,jax,tensorflow (default: installed)"
+        "--backends",
+        help="comma-separated subset of torch,jax,tensorflow,mlx (default: installed)",
     )
     check.set_defaults(run=_check)
 
@@ -237,6 +238,10 @@ def framework_version(name: str) -> str | None:
 
 def devices(name: str) -> list[str]:
     """The devices a framework sees, CPU first (imports the framework)."""
+    if name == "mlx":
+        import mlx.core as mx
+
+        return ["cpu", *(["gpu"] if mx.is_available(mx.gpu) else [])]
     module: Any = __import__(name)
     if name == "torch":
         gpus = [

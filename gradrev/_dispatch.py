@@ -10,7 +10,7 @@ from gradrev import _lambda
 
 T = TypeVar("T")
 
-_SUPPORTED = "a torch.Tensor, a jax.Array or a tf.Tensor/tf.Variable"
+_SUPPORTED = "a torch.Tensor, a jax.Array, a tf.Tensor/tf.Variable or an mlx.core.array"
 
 # type(x) -> backend reverse. Filled on first use of each type; later calls pay one lookup.
 _BACKEND_FOR_TYPE: dict[type, Callable[[Any, Any], Any]] = {}
@@ -23,11 +23,12 @@ def reverse(x: T, lambda_: Any = 1.0) -> T:
     the gradient equals PyTorch's ``grad * -lambda_`` bit for bit, in ``x``'s dtype.
 
     Args:
-        x: A ``torch.Tensor``, ``jax.Array`` (tracers included) or ``tf.Tensor``/``tf.Variable``.
+        x: A ``torch.Tensor``, ``jax.Array`` (tracers included), ``tf.Tensor``/``tf.Variable``
+            or ``mlx.core.array``.
             Integer and bool tensors pass through untouched: they carry no gradient.
         lambda_: A finite real Python number, or a 0-d floating tensor of ``x``'s framework
-            (a tensor λ changes without recompiling under ``torch.compile``, ``jax.jit`` and
-            ``tf.function``). It gets no gradient.
+            (a tensor λ changes without recompiling under ``torch.compile``, ``jax.jit``,
+            ``tf.function`` and ``mx.compile``). It gets no gradient.
 
     Returns:
         ``x`` itself in the forward pass, as the framework's own tensor type.
@@ -81,6 +82,11 @@ def _find(x: Any) -> Callable[[Any, Any], Any]:
 
         if tensorflow_backend.is_tensor(x):
             return tensorflow_backend.reverse
+    if _instance_of(x, "mlx.core", "array"):
+        from gradrev.backends import mlx as mlx_backend
+
+        if mlx_backend.is_tensor(x):
+            return mlx_backend.reverse
     raise _lambda.wrong_input(x, "gradrev.reverse", _SUPPORTED)
 
 

@@ -28,7 +28,7 @@ if "tensorflow" not in sys.modules and all(
     import triton  # noqa: F401
 
 DEVICES = ("cpu", "gpu")
-_MODULE = {"torch": "torch", "jax": "jax", "tensorflow": "tensorflow"}
+_MODULE = {"torch": "torch", "jax": "jax", "tensorflow": "tensorflow", "mlx": "mlx"}
 
 
 def requested_backends() -> tuple[str, ...] | None:
