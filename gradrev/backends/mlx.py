@@ -100,6 +100,9 @@ def _neg_lambda(lambda_: Any, dtype: mx.Dtype) -> mx.array:
         if not mx.issubdtype(lambda_.dtype, mx.floating):
             raise _lambda.not_floating(lambda_, "gradrev.reverse", _FRAMEWORK)
         # Rounding commutes with negation, so this is PyTorch's opmath(-λ) for any λ dtype.
-        return -mx.stop_gradient(lambda_).astype(dtype)
+        # A float64 λ is rounded on the CPU stream, the only one with float64 (MLX's GPU
+        # streams refuse it), so that a float32 x on the GPU can take a float64 λ.
+        stream = mx.cpu if lambda_.dtype == mx.float64 else None
+        return -mx.stop_gradient(lambda_).astype(dtype, stream=stream)
     # mx.array rounds a Python float to float32 to nearest even, as PyTorch and NumPy do.
     return mx.array(-_lambda.as_float(lambda_, "gradrev.reverse", _FRAMEWORK), dtype)
