@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -87,7 +88,42 @@ def _find(x: Any) -> Callable[[Any, Any], Any]:
 
         if mlx_backend.is_tensor(x):
             return mlx_backend.reverse
-    raise _lambda.wrong_input(x, "gradrev.reverse", _SUPPORTED)
+    registered = _registered_backend(x)
+    if registered is not None:
+        return registered
+    raise _lambda.wrong_input(x, "gradrev.reverse", _supported())
+
+
+def _registered_backend(x: Any) -> Callable[[Any, Any], Any] | None:
+    """The ``reverse`` of a backend registered under the ``gradrev.backends`` entry point group.
+
+    An entry point is named after the top-level module of its framework and loaded only if
+    that module is the home of one of ``type(x)``'s classes, so it is already imported.
+    """
+    registered = _entry_points()
+    for cls in type(x).__mro__:
+        framework = cls.__module__.partition(".")[0]
+        point = registered.get(framework)
+        if point is not None and sys.modules.get(framework) is not None:
+            backend = point.load()
+            if backend.is_tensor(x):
+                return backend.reverse  # type: ignore[no-any-return]
+    return None
+
+
+@functools.cache
+def _entry_points() -> dict[str, Any]:
+    """The ``gradrev.backends`` entry points by name; read once, when first needed."""
+    from importlib.metadata import entry_points
+
+    return {point.name: point for point in entry_points(group="gradrev.backends")}
+
+
+def _supported() -> str:
+    names = sorted(_entry_points())
+    if not names:
+        return _SUPPORTED
+    return f"{_SUPPORTED}, or a tensor of a registered backend ({', '.join(names)})"
 
 
 def _instance_of(x: Any, module: str, name: str) -> bool:
