@@ -54,7 +54,7 @@ def _parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="DANN on the inter-twinning moons, in every framework")
     d = Config()
-    demo.add_argument("--backends", help="comma-separated subset of torch,jax,tensorflow")
+    demo.add_argument("--backends", help="comma-separated subset of torch,jax,tensorflow,mlx")
     demo.add_argument("--seeds", type=int, default=d.seeds, help=f"default {d.seeds}")
     demo.add_argument("--steps", type=int, default=d.steps, help=f"default {d.steps}")
     demo.add_argument("--out", default="demo-out", help="folder for the figure")
