@@ -1,4 +1,4 @@
-"""gradrev: one gradient reversal layer for PyTorch, JAX and TensorFlow, bit-exact across all three."""
+"""gradrev: one gradient reversal layer for PyTorch, JAX, TensorFlow and MLX, bit-exact across all four."""
 
 import sys as _sys
 

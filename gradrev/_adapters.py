@@ -202,6 +202,68 @@ class TensorFlowAdapter:
         return tape.gradient(out, lam)
 
 
+class MlxAdapter:
+    """MLX on its CPU stream, where float64 exists (MLX's GPU streams have no float64)."""
+
+    name = "mlx"
+
+    def __init__(self) -> None:
+        import mlx.core as mx
+
+        self.mx = mx
+        from gradrev.backends import mlx as ops
+
+        self.ops = ops
+
+    def has_gpu(self) -> bool:
+        return False  # the suite runs MLX on mx.cpu only (see the class docstring)
+
+    def _dtype(self, dt: np.dtype[Any]) -> Any:
+        return self.mx.bool_ if dt == np.bool_ else getattr(self.mx, dt.name)
+
+    def tensor(self, a: np.ndarray, device: str = "cpu") -> Any:
+        mx = self.mx
+        if _reference.is_bfloat16(a.dtype):
+            return mx.array(a.view(np.uint16)).view(mx.bfloat16)
+        # An explicit dtype: mx.array converts a float64 NumPy array to float32 by default.
+        return mx.array(np.array(a), dtype=self._dtype(a.dtype))
+
+    def scalar(self, value: float, dtype: str, device: str = "cpu") -> Any:
+        return self.tensor(np.asarray(value, _reference.dtype(dtype)), device)
+
+    def numpy(self, t: Any) -> np.ndarray:
+        if t.dtype == self.mx.bfloat16:
+            return np.array(t.view(self.mx.uint16)).view(_reference.BFLOAT16)
+        return np.array(t)
+
+    def vjp(self, fn: Fn, x: Any, g: Any, compiled: bool = False) -> np.ndarray:
+        mx = self.mx
+
+        def grad(x: Any, g: Any) -> Any:
+            return mx.vjp(fn, [x], [g])[1][0]
+
+        if compiled:
+            grad = mx.compile(grad)
+        with mx.stream(mx.cpu):
+            return self.numpy(grad(x, g))
+
+    def flushes_subnormals(self, device: str = "cpu") -> bool:
+        tiny = self.tensor(np.array([1e-40], np.float32), device)
+        with self.mx.stream(self.mx.cpu):
+            return bool(self.numpy(tiny * 1.0)[0] == 0.0)
+
+    def strided(self, x: Any) -> Any:
+        return x.T[::2]
+
+    def shares_memory(self, y: Any, x: Any) -> bool:
+        # NumPy reads an evaluated MLX array through the buffer protocol, without a copy.
+        return bool(np.asarray(y).ctypes.data == np.asarray(x).ctypes.data)
+
+    def lambda_grad(self, fn: Callable[[Any, Any], Any], x: Any, lam: Any) -> Any:
+        with self.mx.stream(self.mx.cpu):
+            return self.mx.grad(lambda lam: fn(x, lam).sum())(lam)
+
+
 def devices(adapter: Any) -> list[str]:
     return ["cpu", "gpu"] if adapter.has_gpu() else ["cpu"]
 
@@ -210,4 +272,5 @@ ADAPTERS: dict[str, Any] = {
     "torch": TorchAdapter,
     "jax": JaxAdapter,
     "tensorflow": TensorFlowAdapter,
+    "mlx": MlxAdapter,
 }

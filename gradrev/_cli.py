@@ -18,7 +18,7 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-_FRAMEWORKS = ("torch", "jax", "tensorflow")
+_FRAMEWORKS = ("torch", "jax", "tensorflow", "mlx")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -47,7 +47,8 @@ def _parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check", help="bitwise parity self-test on every backend and device")
     check.add_argument("--json", metavar="PATH", help="also write the report as JSON")
     check.add_argument(
-        "--backends", help="comma-separated subset of torch,jax,tensorflow (default: installed)"
+        "--backends",
+        help="comma-separated subset of torch,jax,tensorflow,mlx (default: installed)",
     )
     check.set_defaults(run=_check)
 
@@ -57,7 +58,7 @@ def _parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="DANN on the inter-twinning moons, in every framework")
     d = Config()
-    demo.add_argument("--backends", help="comma-separated subset of torch,jax,tensorflow")
+    demo.add_argument("--backends", help="comma-separated subset of torch,jax,tensorflow,mlx")
     demo.add_argument("--seeds", type=int, default=d.seeds, help=f"default {d.seeds}")
     demo.add_argument("--steps", type=int, default=d.steps, help=f"default {d.steps}")
     demo.add_argument("--out", default="demo-out", help="folder for the figure")
@@ -241,6 +242,10 @@ def framework_version(name: str) -> str | None:
 
 def devices(name: str) -> list[str]:
     """The devices a framework sees, CPU first (imports the framework)."""
+    if name == "mlx":
+        import mlx.core as mx
+
+        return ["cpu", *(["gpu"] if mx.is_available(mx.gpu) else [])]
     module: Any = __import__(name)
     if name == "torch":
         gpus = [

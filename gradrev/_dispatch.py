@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -10,7 +11,7 @@ from gradrev import _lambda
 
 T = TypeVar("T")
 
-_SUPPORTED = "a torch.Tensor, a jax.Array or a tf.Tensor/tf.Variable"
+_SUPPORTED = "a torch.Tensor, a jax.Array, a tf.Tensor/tf.Variable or an mlx.core.array"
 
 # type(x) -> backend reverse. Filled on first use of each type; later calls pay one lookup.
 _BACKEND_FOR_TYPE: dict[type, Callable[[Any, Any], Any]] = {}
@@ -23,11 +24,12 @@ def reverse(x: T, lambda_: Any = 1.0) -> T:
     the gradient equals PyTorch's ``grad * -lambda_`` bit for bit, in ``x``'s dtype.
 
     Args:
-        x: A ``torch.Tensor``, ``jax.Array`` (tracers included) or ``tf.Tensor``/``tf.Variable``.
+        x: A ``torch.Tensor``, ``jax.Array`` (tracers included), ``tf.Tensor``/``tf.Variable``
+            or ``mlx.core.array``.
             Integer and bool tensors pass through untouched: they carry no gradient.
         lambda_: A finite real Python number, or a 0-d floating tensor of ``x``'s framework
-            (a tensor λ changes without recompiling under ``torch.compile``, ``jax.jit`` and
-            ``tf.function``). It gets no gradient.
+            (a tensor λ changes without recompiling under ``torch.compile``, ``jax.jit``,
+            ``tf.function`` and ``mx.compile``). It gets no gradient.
 
     Returns:
         ``x`` itself in the forward pass, as the framework's own tensor type.
@@ -82,7 +84,47 @@ def _find(x: Any) -> Callable[[Any, Any], Any]:
 
         if tensorflow_backend.is_tensor(x):
             return tensorflow_backend.reverse
-    raise _lambda.wrong_input(x, "gradrev.reverse", _SUPPORTED)
+    if _instance_of(x, "mlx.core", "array"):
+        from gradrev.backends import mlx as mlx_backend
+
+        if mlx_backend.is_tensor(x):
+            return mlx_backend.reverse
+    registered = _registered_backend(x)
+    if registered is not None:
+        return registered
+    raise _lambda.wrong_input(x, "gradrev.reverse", _supported())
+
+
+def _registered_backend(x: Any) -> Callable[[Any, Any], Any] | None:
+    """The ``reverse`` of a backend registered under the ``gradrev.backends`` entry point group.
+
+    An entry point is named after the top-level module of its framework and loaded only if
+    that module is the home of one of ``type(x)``'s classes, so it is already imported.
+    """
+    registered = _entry_points()
+    for cls in type(x).__mro__:
+        framework = cls.__module__.partition(".")[0]
+        point = registered.get(framework)
+        if point is not None and sys.modules.get(framework) is not None:
+            backend = point.load()
+            if backend.is_tensor(x):
+                return backend.reverse  # type: ignore[no-any-return]
+    return None
+
+
+@functools.cache
+def _entry_points() -> dict[str, Any]:
+    """The ``gradrev.backends`` entry points by name; read once, when first needed."""
+    from importlib.metadata import entry_points
+
+    return {point.name: point for point in entry_points(group="gradrev.backends")}
+
+
+def _supported() -> str:
+    names = sorted(_entry_points())
+    if not names:
+        return _SUPPORTED
+    return f"{_SUPPORTED}, or a tensor of a registered backend ({', '.join(names)})"
 
 
 def _instance_of(x: Any, module: str, name: str) -> bool:

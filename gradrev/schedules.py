@@ -387,6 +387,14 @@ def _math(step: Any) -> Any:
             tf.exp,
             lambda s: tf.maximum(s, 0.0),
         )
+    mx = sys.modules.get("mlx.core")
+    if mx is not None and isinstance(step, mx.array):
+        return _TensorMath(
+            lambda s: s.astype(mx.float32),
+            lambda p: mx.clip(p, 0.0, 1.0),
+            mx.exp,
+            lambda s: mx.maximum(s, 0.0),
+        )
     raise TypeError(
         f"gradrev.schedules: step must be an int or a 0-d integer tensor, got {type(step).__name__}"
     )

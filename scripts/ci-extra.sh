@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
-# CI for one extra: scripts/ci-extra.sh torch|jax|tensorflow
+# CI for one extra: scripts/ci-extra.sh torch|jax|tensorflow|mlx
 #
 # A user who installs a single extra must get a working CLI. In a fresh venv with nothing
 # but `pip install ".[EXTRA]"`, this runs gradrev --help, info, check (no mismatch, bfloat16
 # included) and a tiny demo; then it adds the test extra and runs the suite on that backend
 # alone. Each step fails the script on the first error.
 set -euo pipefail
-extra="${1:?usage: scripts/ci-extra.sh torch|jax|tensorflow}"
-case "$extra" in torch | jax | tensorflow) ;; *) echo "unknown extra: $extra" >&2; exit 2 ;; esac
+extra="${1:?usage: scripts/ci-extra.sh torch|jax|tensorflow|mlx}"
+case "$extra" in torch | jax | tensorflow | mlx) ;; *) echo "unknown extra: $extra" >&2; exit 2 ;; esac
 cd "$(dirname "$0")/.."
 root="$PWD"
 venv="/tmp/gradrev-ci-$extra"

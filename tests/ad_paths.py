@@ -241,4 +241,77 @@ class TensorFlowPaths:
         return tape.gradient(y, zv, output_gradients=self.tf.constant(g)).numpy()
 
 
-PATHS = {"torch": TorchPaths, "jax": JaxPaths, "tensorflow": TensorFlowPaths}
+class MlxPaths:
+    """MLX has no jacfwd, jacrev or hessian: they are built from vmap over jvp and vjp.
+
+    MLX computes float64 sin and cos with float32 accuracy: test_autodiff.rtol allows for it.
+    """
+
+    name = "mlx"
+    complex_dtypes = ("complex64",)  # MLX has no complex128
+
+    def __init__(self) -> None:
+        import mlx.core as mx
+
+        from gradrev.backends.mlx import reverse
+
+        self.mx, self.R = mx, reverse
+
+    def _a(self, a: np.ndarray) -> Any:
+        return self.mx.array(a, dtype=getattr(self.mx, a.dtype.name))
+
+    def f(self, x: Any, lam: float) -> Any:
+        return self.mx.sin(self.R(x, lam)).sum()
+
+    def grad_of_grad(self, x: np.ndarray, lam: float) -> np.ndarray:
+        g = self.mx.grad(lambda a: self.f(a, lam))
+        return np.array(self.mx.grad(lambda a: g(a).sum())(self._a(x)))
+
+    def hvp(self, x: np.ndarray, v: np.ndarray, lam: float) -> np.ndarray:
+        g = self.mx.grad(lambda a: self.f(a, lam))  # forward over reverse
+        return np.array(self.mx.jvp(g, [self._a(x)], [self._a(v)])[1][0])
+
+    def hessian(self, x: np.ndarray, lam: float) -> np.ndarray:
+        g = self.mx.grad(lambda a: self.f(a, lam))
+        xa, eye = self._a(x), self._a(np.eye(len(x), dtype=x.dtype))
+        return np.array(self.mx.vmap(lambda v: self.mx.jvp(g, [xa], [v])[1][0])(eye))
+
+    def jvp(self, x: np.ndarray, t: np.ndarray, lam: float) -> np.ndarray:
+        return np.array(self.mx.jvp(lambda a: self.R(a, lam), [self._a(x)], [self._a(t)])[1][0])
+
+    def forward_accumulator(self, x: np.ndarray, t: np.ndarray, lam: float) -> np.ndarray:
+        # MLX has one forward-mode API; this column runs it inside mx.compile.
+        jvp = self.mx.compile(lambda a, v: self.mx.jvp(lambda b: self.R(b, lam), [a], [v])[1][0])
+        return np.array(jvp(self._a(x), self._a(t)))
+
+    def jacfwd(self, x: np.ndarray, lam: float) -> np.ndarray:
+        xa, eye = self._a(x), self._a(np.eye(len(x), dtype=x.dtype))
+        cols = self.mx.vmap(lambda t: self.mx.jvp(lambda a: self.R(a, lam), [xa], [t])[1][0])(eye)
+        return np.array(cols).T
+
+    def jacrev(self, x: np.ndarray, lam: float) -> np.ndarray:
+        xa, eye = self._a(x), self._a(np.eye(len(x), dtype=x.dtype))
+        return np.array(
+            self.mx.vmap(lambda c: self.mx.vjp(lambda a: self.R(a, lam), [xa], [c])[1][0])(eye)
+        )
+
+    def per_example_grads(self, xb: np.ndarray, lam: float) -> np.ndarray:
+        return np.array(self.mx.vmap(self.mx.grad(lambda a: self.f(a, lam)))(self._a(xb)))
+
+    def checkpointed_grad(self, x: np.ndarray, lam: float) -> np.ndarray:
+        return np.array(self.mx.grad(self.mx.checkpoint(lambda a: self.f(a, lam)))(self._a(x)))
+
+    def loop_grad(self, x: np.ndarray, lam: float, n: int) -> np.ndarray:
+        def loss(a: Any) -> Any:
+            for _ in range(n):
+                a = self.R(a, lam)
+            return a.sum()
+
+        return np.array(self.mx.grad(self.mx.compile(loss))(self._a(x)))
+
+    def complex_vjp(self, z: np.ndarray, g: np.ndarray, lam: float) -> np.ndarray:
+        _, (out,) = self.mx.vjp(lambda a: self.R(a, lam), [self._a(z)], [self._a(g)])
+        return np.array(out)
+
+
+PATHS = {"torch": TorchPaths, "jax": JaxPaths, "tensorflow": TensorFlowPaths, "mlx": MlxPaths}

@@ -20,7 +20,7 @@ from gradrev._adapters import ADAPTERS
 
 BACKENDS = tuple(ADAPTERS)
 DEVICES = ("cpu", "gpu")
-_MODULE = {"torch": "torch", "jax": "jax", "tensorflow": "tensorflow"}
+_MODULE = {"torch": "torch", "jax": "jax", "tensorflow": "tensorflow", "mlx": "mlx"}
 
 # Known conflict (docs/install.md): triton (torch >= 2.14's CUDA builds ship it) segfaults
 # when it loads after TensorFlow, as torch.compile makes it do. Loaded first, both work.

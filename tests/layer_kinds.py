@@ -403,4 +403,137 @@ class KerasKind:
         return 1 + len(calls)  # the warm-up fit traced once; the 12-λ fit must add nothing
 
 
-KINDS = {"torch": TorchKind, "nnx": NnxKind, "linen": LinenKind, "keras": KerasKind}
+class MlxKind:
+    """The mlx.nn layer. MLX differentiates a function (forward and backward in one call), so a
+    change "between forward and backward" is one made inside that function, after the layer."""
+
+    name = "mlx"
+    has_state = True
+    # Precision set-ups: the ways an MLX model is cast, on the layer alone or on a model
+    # holding it (whose update writes into the layer), and weights loaded from a cast file.
+    SETUPS = (
+        "default",
+        "set_dtype(float16)",
+        "set_dtype(bfloat16)",
+        "set_dtype(float64)",
+        "set_dtype(bfloat16, predicate=None)",
+        "model.set_dtype(bfloat16)",
+        "apply(astype(float16))",
+        "load_weights(bfloat16 file)",
+    )
+    storage = "float64"
+
+    def __init__(self) -> None:
+        import mlx.core as mx
+        import mlx.nn as nn
+
+        from gradrev.mlx import GradientReversal
+
+        self.mx, self.nn, self.cls = mx, nn, GradientReversal
+        self.adapter = ADAPTERS["mlx"]()
+
+    def make(self, lambda_: float | None = None, schedule: Any = None) -> Any:
+        return self.cls(lambda_, schedule=schedule)
+
+    def supports(self, setup: str, dtype: str) -> bool:
+        return True
+
+    def context(self, setup: str) -> Any:
+        return contextlib.nullcontext()
+
+    def made_under(self, setup: str, lambda_: float) -> Any:
+        mx, layer = self.mx, self.make(lambda_)
+        if setup == "default":
+            return layer
+        if setup == "model.set_dtype(bfloat16)":
+            model = self.nn.Sequential(self.nn.Linear(3, 3), layer)
+            model.set_dtype(mx.bfloat16)
+            return model.layers[1]
+        if setup == "apply(astype(float16))":
+            return layer.apply(lambda a: a.astype(mx.float16))
+        if setup == "load_weights(bfloat16 file)":
+            weights = {k: v.astype(mx.bfloat16) for k, v in layer.parameters().items()}
+            with tempfile.TemporaryDirectory() as tmp:
+                path = os.path.join(tmp, "weights.safetensors")
+                mx.save_safetensors(path, weights)
+                return self.cls(lambda_).load_weights(path)
+        dtype = getattr(mx, setup.split("(")[1].split(",")[0].rstrip(")"))
+        predicate = {"predicate": None} if "predicate=None" in setup else {}
+        layer.set_dtype(dtype, **predicate)
+        return layer
+
+    def grad(self, layer: Any, x: np.ndarray, g: np.ndarray) -> np.ndarray:
+        return self.forward(layer, x)(g)
+
+    def forward(self, layer: Any, x: np.ndarray) -> Finish:
+        """The layer's forward with its state now; changes made before ``finish`` are replayed
+        inside the differentiated function, right after the layer's call."""
+        mx, a = self.mx, self.adapter
+        before = (dict(layer), layer._schedule)
+
+        def finish(g: np.ndarray) -> np.ndarray:
+            after = (dict(layer), layer._schedule)
+
+            def fn(x: Any) -> Any:
+                dict.update(layer, before[0])
+                object.__setattr__(layer, "_schedule", before[1])
+                y = layer(x)
+                dict.update(layer, after[0])
+                object.__setattr__(layer, "_schedule", after[1])
+                return y
+
+            with mx.stream(mx.cpu):
+                return a.numpy(mx.vjp(fn, [a.tensor(x)], [a.tensor(g)])[1][0])
+
+        return finish
+
+    def weight_grad(self, layer: Any, w: np.ndarray, x: np.ndarray, c: np.ndarray) -> np.ndarray:
+        mx = self.mx
+
+        def loss(w: Any) -> Any:
+            h = w * mx.array(x)
+            return ((layer(h) if layer is not None else h) * mx.array(c)).sum()
+
+        return np.array(mx.grad(loss)(mx.array(w)))
+
+    def get(self, layer: Any) -> float:
+        return float(layer.lambda_)
+
+    def set(self, layer: Any, value: float) -> None:
+        layer.lambda_ = value
+
+    def step(self, layer: Any) -> float:
+        return float(layer.step())
+
+    def steps(self, layer: Any) -> int:
+        return int(layer.steps.item())
+
+    def roundtrip(self, layer: Any) -> Any:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "weights.safetensors")
+            layer.save_weights(path)
+            return self.cls().load_weights(path)
+
+    restore_into_plain = roundtrip  # the schedule's config is one of the saved arrays
+
+    def traces(self, layer: Any, lambdas: list[float]) -> int:
+        mx, count = self.mx, []
+
+        def loss(x: Any) -> Any:
+            count.append(1)
+            return layer(x).sum()
+
+        grad = mx.compile(mx.grad(loss), inputs=layer.state)
+        for value in lambdas:
+            layer.lambda_ = value
+            assert float(grad(mx.ones(3))[0].item()) == -np.float32(value)
+        return len(count)
+
+
+KINDS = {
+    "torch": TorchKind,
+    "nnx": NnxKind,
+    "linen": LinenKind,
+    "keras": KerasKind,
+    "mlx": MlxKind,
+}

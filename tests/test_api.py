@@ -15,7 +15,7 @@ import gradrev
 from gradrev import _dispatch
 from gradrev._adapters import ADAPTERS
 
-FRAMEWORKS = ("torch", "jax", "tensorflow", "keras", "flax", "numpy", "ml_dtypes")
+FRAMEWORKS = ("torch", "jax", "tensorflow", "keras", "flax", "mlx", "numpy", "ml_dtypes")
 
 
 def run_python(code: str, **env: str) -> subprocess.CompletedProcess[str]:
@@ -44,8 +44,8 @@ def test_import_loads_no_framework() -> None:
 def test_missing_framework_names_the_extra() -> None:
     code = (
         "import sys\n"
-        "for name in ('torch', 'jax', 'tensorflow'): sys.modules[name] = None\n"
-        "for name in ('torch', 'jax', 'tensorflow'):\n"
+        "for name in ('torch', 'jax', 'tensorflow', 'mlx'): sys.modules[name] = None\n"
+        "for name in ('torch', 'jax', 'tensorflow', 'mlx'):\n"
         "    try:\n"
         "        __import__('gradrev.backends.' + name)\n"
         "    except ImportError as e:\n"
@@ -54,8 +54,8 @@ def test_missing_framework_names_the_extra() -> None:
     proc = run_python(code)
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.strip().splitlines()
-    assert len(lines) == 3
-    for name, line in zip(("torch", "jax", "tensorflow"), lines):
+    assert len(lines) == 4
+    for name, line in zip(("torch", "jax", "tensorflow", "mlx"), lines):
         assert f'pip install "gradrev[{name}]"' in line
 
 
@@ -137,5 +137,5 @@ def test_foreign_tensors_are_type_errors(backend: Any, other: str) -> None:
     "x", [np.ones(3, np.float32), [1.0, 2.0], 3.0, None], ids=["ndarray", "list", "float", "None"]
 )
 def test_unsupported_input_is_a_type_error(x: Any) -> None:
-    with pytest.raises(TypeError, match=r"x must be a torch.Tensor, a jax.Array or a tf.Tensor"):
+    with pytest.raises(TypeError, match=r"x must be a torch.Tensor, a jax.Array, a tf.Tensor"):
         gradrev.reverse(x, 1.0)

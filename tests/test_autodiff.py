@@ -24,6 +24,11 @@ def paths(backend: Any) -> Any:
     return PATHS[backend.name]()
 
 
+def rtol(paths: Any) -> float:
+    """MLX's float64 sin and cos are only float32-accurate (about 1e-8 relative error)."""
+    return 1e-6 if paths.name == "mlx" else 1e-12
+
+
 def jax_refuses_forward_mode(paths: Any) -> Any:
     """JAX's custom_vjp has no forward mode: JAX itself refuses, as documented."""
     if paths.name == "jax":
@@ -32,15 +37,17 @@ def jax_refuses_forward_mode(paths: Any) -> Any:
 
 
 def test_grad_of_grad(paths: Any) -> None:
-    np.testing.assert_allclose(paths.grad_of_grad(X, LAM), -(LAM**2) * np.sin(X), rtol=1e-12)
+    np.testing.assert_allclose(paths.grad_of_grad(X, LAM), -(LAM**2) * np.sin(X), rtol=rtol(paths))
 
 
 def test_hessian_vector_product(paths: Any) -> None:
-    np.testing.assert_allclose(paths.hvp(X, T, LAM), -(LAM**2) * np.sin(X) * T, rtol=1e-12)
+    np.testing.assert_allclose(paths.hvp(X, T, LAM), -(LAM**2) * np.sin(X) * T, rtol=rtol(paths))
 
 
 def test_hessian(paths: Any) -> None:
-    np.testing.assert_allclose(paths.hessian(X, LAM), np.diag(-(LAM**2) * np.sin(X)), atol=1e-15)
+    np.testing.assert_allclose(
+        paths.hessian(X, LAM), np.diag(-(LAM**2) * np.sin(X)), atol=1e-15, rtol=rtol(paths)
+    )
 
 
 @pytest.mark.parametrize("path", ["jvp", "forward_accumulator"])
@@ -68,11 +75,13 @@ def test_jacrev(paths: Any) -> None:
 
 def test_per_example_grads_under_vmap(paths: Any) -> None:
     xb = np.stack([X, 2 * X, -X])
-    np.testing.assert_allclose(paths.per_example_grads(xb, LAM), -LAM * np.cos(xb), rtol=1e-12)
+    np.testing.assert_allclose(
+        paths.per_example_grads(xb, LAM), -LAM * np.cos(xb), rtol=rtol(paths)
+    )
 
 
 def test_checkpoint_and_remat(paths: Any) -> None:
-    np.testing.assert_allclose(paths.checkpointed_grad(X, LAM), -LAM * np.cos(X), rtol=1e-12)
+    np.testing.assert_allclose(paths.checkpointed_grad(X, LAM), -LAM * np.cos(X), rtol=rtol(paths))
 
 
 def test_loops_and_chains_multiply_lambdas(paths: Any) -> None:
@@ -89,6 +98,8 @@ def test_two_chained_reversals_give_lambda1_lambda2(backend: Any) -> None:
 
 @pytest.mark.parametrize("dtype", ["complex64", "complex128"])
 def test_complex_gradient_is_minus_lambda_g(paths: Any, dtype: str) -> None:
+    if dtype not in getattr(paths, "complex_dtypes", (dtype,)):
+        pytest.skip(f"{paths.name} has no {dtype}")
     rng = np.random.default_rng(1)
     z = (rng.standard_normal(64) + 1j * rng.standard_normal(64)).astype(dtype)
     g = (rng.standard_normal(64) + 1j * rng.standard_normal(64)).astype(dtype)

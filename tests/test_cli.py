@@ -33,7 +33,8 @@ def test_check_writes_json_and_exits_zero(tmp_path: Path) -> None:
     report = json.loads(out.read_text())
     assert report["ok"] is True
     backends = {r["backend"] for r in report["results"]}
-    assert backends == set(selected or (n for n in ("torch", "jax", "tensorflow") if installed(n)))
+    everything = ("torch", "jax", "tensorflow", "mlx")
+    assert backends == set(selected or (n for n in everything if installed(n)))
     row = report["results"][0]
     assert {"backend", "device", "dtype", "lambda", "match"} <= row.keys()
     assert {r["dtype"] for r in report["results"]} >= {"float16", "float32", "float64"}
@@ -49,7 +50,7 @@ def test_check_rejects_unknown_backend() -> None:
 def test_info_lists_each_backend() -> None:
     proc = gradrev_cli("info")
     assert proc.returncode == 0, proc.stderr
-    for name in ("torch", "jax", "tensorflow"):
+    for name in ("torch", "jax", "tensorflow", "mlx"):
         assert name in proc.stdout
 
 

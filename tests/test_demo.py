@@ -42,7 +42,8 @@ def test_demo_small_run(tmp_path: Path) -> None:
     png = Path(report["plot"])
     assert png.exists() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     for name, entry in report["distance_to_torch"].items():  # float64: the same model
-        assert entry["dann"]["max_abs_param_diff"] < 1e-9, name
+        # MLX computes float64 tanh, exp and log1p with float32 accuracy (about 1e-8).
+        assert entry["dann"]["max_abs_param_diff"] < (1e-6 if name == "mlx" else 1e-9), name
     assert "DANN gain on target" in proc.stdout
 
 

@@ -17,7 +17,14 @@ ROOT = Path(__file__).resolve().parent.parent
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
 FENCE = re.compile(r"```python\n(.*?)```", re.S)
 # The backend each imported module needs; keras runs on the one KERAS_BACKEND names.
-NEEDS = {"torch": "torch", "jax": "jax", "flax": "jax", "optax": "jax", "tensorflow": "tensorflow"}
+NEEDS = {
+    "torch": "torch",
+    "jax": "jax",
+    "flax": "jax",
+    "optax": "jax",
+    "tensorflow": "tensorflow",
+    "mlx": "mlx",
+}
 IMPORTED = re.compile(r"^\s*(?:import|from)\s+(?:gradrev\.)?(\w+)", re.M)
 
 
@@ -44,7 +51,7 @@ SNIPPETS = [
 
 
 FRAMEWORK_IMPORT = re.compile(
-    r"^\s*(?:import|from) (?:gradrev\.)?(torch|jax|tensorflow|flax|keras)\b", re.M
+    r"^\s*(?:import|from) (?:gradrev\.)?(torch|jax|tensorflow|flax|keras|mlx)\b", re.M
 )
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ from layer_kinds import KINDS
 from gradrev import _reference, schedules
 
 KERAS_CHILD = "GRADREV_KERAS_CHILD"  # set in the subprocess that tests one Keras backend
-_NEEDS = {"torch": "torch", "nnx": "flax", "linen": "flax", "keras": "keras"}
+_NEEDS = {"torch": "torch", "nnx": "flax", "linen": "flax", "keras": "keras", "mlx": "mlx"}
 LAMBDAS = [0.0, 0.3, -0.7, 1.0, 2.5, 0.125, -3.0, 1e-3, 0.9, 0.5, 7.0, 0.25]
 
 
@@ -104,6 +105,10 @@ def test_roundtrip_of_a_plain_callable_schedule_is_a_clear_error(kind: Any) -> N
     stateful(kind)
     if kind.name == "nnx":
         pytest.skip("nnx.split keeps Python attributes in the graphdef: nothing is serialized")
+    if kind.name == "mlx":
+        pytest.skip(
+            "save_weights saves arrays only: test_mlx_restored_unsaved_schedule_refuses_to_step"
+        )
     layer = kind.make(schedule=lambda step: 0.1 * step)
     with pytest.raises(TypeError, match="cannot save the schedule"):
         kind.roundtrip(layer)
@@ -395,3 +400,75 @@ def test_torch_layer_under_lightning_precision(precision: str) -> None:
     y.backward(g)
     assert grl.lambda_ == 0.3
     assert torch.equal(h.grad, g * -0.3), f"{h.dtype}: λ was rounded"
+
+
+def test_mlx_step_inside_the_loss_keeps_the_forward_lambda(kind: Any) -> None:
+    """tllib steps its GRL inside the forward; in MLX that is inside the loss function."""
+    if kind.name != "mlx":
+        pytest.skip("mlx.nn")
+    mx, layer = kind.mx, kind.make(schedule=SCHEDULE)
+
+    def loss(x: Any) -> Any:
+        y = layer(x)
+        layer.step()  # after the reversal saw λ = SCHEDULE(0) ... and later SCHEDULE(1)
+        return (y * mx.array(G)).sum()
+
+    got = mx.grad(loss)(mx.array(X))
+    np.testing.assert_array_equal(np.array(got), _reference.reverse_grad(G, SCHEDULE(0)))
+    assert kind.steps(layer) == 1 and kind.get(layer) == SCHEDULE(1)
+
+
+def test_mlx_restored_unsaved_schedule_refuses_to_step(kind: Any) -> None:
+    """A callable schedule is not saved with the weights; the restored layer says so."""
+    if kind.name != "mlx":
+        pytest.skip("mlx.nn")
+    layer = kind.make(schedule=lambda step: 0.1 * step)
+    kind.step(layer)
+    restored = kind.roundtrip(layer)
+    assert kind.steps(restored) == 1 and kind.get(restored) == 0.1
+    with pytest.raises(TypeError, match="gradrev cannot save"):
+        restored.step()
+    restored.schedule = lambda step: 0.1 * step  # as the message says
+    assert kind.step(restored) == 0.2
+
+
+@pytest.mark.slow
+def test_mlx_compiled_training_step(kind: Any) -> None:
+    """mx.compile over the model state: λ stepped between calls is seen, without recompiling,
+    and the optimizer (weight decay included) never touches λ or the step count."""
+    if kind.name != "mlx":
+        pytest.skip("mlx.nn")
+    mx, nn = kind.mx, kind.nn
+    import mlx.optimizers as optim
+
+    schedule = schedules.linear(0.5, 2.0, total_steps=3)
+    grl = kind.make(schedule=schedule)
+    model = nn.Sequential(nn.Linear(3, 3), grl, nn.Linear(3, 1))
+    optimizer = optim.AdamW(learning_rate=0.1, weight_decay=0.5)
+    optimizer.init(model.trainable_parameters())  # else the first update grows the state
+    traces: list[int] = []
+
+    def loss(model: Any, x: Any) -> Any:
+        return model(x).sum()
+
+    def counted(model: Any, x: Any) -> Any:
+        traces.append(1)
+        return loss(model, x)
+
+    state = [model.state, optimizer.state]
+
+    @partial(mx.compile, inputs=state, outputs=state)
+    def train_step(x: Any) -> Any:
+        _, grads = nn.value_and_grad(model, counted)(model, x)
+        optimizer.update(model, grads)
+        return grads["layers"][0]["weight"]
+
+    x = mx.array(X)
+    for n in range(4):
+        _, eager = nn.value_and_grad(model, loss)(model, x)
+        compiled = train_step(x)
+        np.testing.assert_array_equal(np.array(compiled), np.array(eager["layers"][0]["weight"]))
+        assert kind.get(grl) == schedule(n) and kind.steps(grl) == n
+        grl.step()
+    assert len(traces) == 1
+    assert "lam" not in str(optimizer.state)  # λ is no parameter the optimizer sees

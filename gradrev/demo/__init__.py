@@ -15,8 +15,13 @@ from __future__ import annotations
 import importlib.util
 from dataclasses import dataclass
 
-BACKENDS = ("torch", "jax", "tensorflow")
-_NEEDS = {"torch": ("torch",), "jax": ("jax", "flax"), "tensorflow": ("tensorflow", "keras")}
+BACKENDS = ("torch", "jax", "tensorflow", "mlx")
+_NEEDS = {
+    "torch": ("torch",),
+    "jax": ("jax", "flax"),
+    "tensorflow": ("tensorflow", "keras"),
+    "mlx": ("mlx",),
+}
 LAYERS = (("f1", 2, "h"), ("f2", "h", "h"), ("label", "h", 2), ("d1", "h", "h"), ("d2", "h", 1))
 
 

@@ -1,0 +1,108 @@
+"""MLX backend: an ``mx.custom_function`` that reproduces the PyTorch arithmetic bit for bit."""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+try:
+    import mlx.core as mx
+except ImportError as e:  # pragma: no cover - exercised in a subprocess
+    raise ImportError('gradrev.backends.mlx needs MLX: pip install "gradrev[mlx]"') from e
+
+from gradrev import _lambda
+
+__all__ = ["is_tensor", "reverse"]
+
+_FRAMEWORK = "mlx"
+_REDUCED = (mx.float16, mx.bfloat16)
+
+
+def is_tensor(x: Any) -> bool:
+    """Whether ``x`` is a tensor of this backend's framework (inside ``mx.compile``/``vmap`` too)."""
+    return isinstance(x, mx.array)
+
+
+def reverse(x: mx.array, lambda_: float | mx.array = 1.0) -> mx.array:
+    """Identity forward, gradient times ``-lambda_`` backward.
+
+    Contract: returns an array sharing ``x``'s buffer; only ``lambda_`` is kept for backward.
+
+    Example:
+        ```python
+        import mlx.core as mx
+        from gradrev.backends.mlx import reverse
+
+        y = reverse(mx.ones(3), 0.5)
+        ```
+    """
+    if not isinstance(x, mx.array):
+        raise _lambda.wrong_input(x, "gradrev.reverse", "an mlx.core.array")
+    if not mx.issubdtype(x.dtype, mx.inexact):
+        _neg_lambda(lambda_, mx.float32)  # still reject a bad λ
+        return x  # integers and bools carry no gradient: pass through untouched
+    return _apply(x, _neg_lambda(lambda_, _opmath(x.dtype)))
+
+
+@mx.custom_function
+def _reverse(x: mx.array, neg_lambda: mx.array) -> mx.array:
+    return x
+
+
+@_reverse.vjp
+def _reverse_vjp(primals: Any, cotangent: mx.array, output: Any) -> tuple[mx.array, mx.array]:
+    neg_lambda = primals[1]
+    return _scale(cotangent, neg_lambda), mx.zeros_like(neg_lambda)
+
+
+@_reverse.jvp
+def _reverse_jvp(primals: Any, tangents: Any) -> mx.array:
+    # Forward mode (mx.jvp): the tangent is -λ·t, with the same rounding as the backward.
+    return _scale(tangents[0], primals[1])
+
+
+@_reverse.vmap
+def _reverse_vmap(inputs: Any, axes: Any) -> tuple[mx.array, int | None]:
+    # Without this rule, mx.vmap replaces the function by its body (an identity) and drops
+    # the custom VJP: grad of a vmapped reversal would silently be +g.
+    x, neg_lambda = inputs
+    x_axis, lambda_axis = axes
+    if lambda_axis is None:
+        return _apply(x, neg_lambda), x_axis
+    # A batch of λ (vmap over λ): batch axis first for both, λ broadcast against x.
+    neg_lambda = mx.moveaxis(neg_lambda, lambda_axis, 0)
+    batch = neg_lambda.shape[0]
+    x = mx.broadcast_to(x, (batch, *x.shape)) if x_axis is None else mx.moveaxis(x, x_axis, 0)
+    return _apply(x, neg_lambda.reshape(batch, *([1] * (x.ndim - 1)))), 0
+
+
+def _apply(x: mx.array, neg_lambda: mx.array) -> mx.array:
+    return cast(mx.array, _reverse(x, neg_lambda))  # a custom_function is typed as -> object
+
+
+def _scale(g: mx.array, neg_lambda: mx.array) -> mx.array:
+    """``g * neg_lambda`` computed in PyTorch's opmath (float32 for float16 and bfloat16)."""
+    if g.dtype in _REDUCED:
+        return (g.astype(mx.float32) * neg_lambda).astype(g.dtype)
+    return g * neg_lambda
+
+
+def _opmath(dtype: mx.Dtype) -> mx.Dtype:
+    """The real dtype λ is rounded to before the multiply, as PyTorch's opmath does."""
+    if dtype in _REDUCED or dtype == mx.complex64:
+        return mx.float32
+    return dtype
+
+
+def _neg_lambda(lambda_: Any, dtype: mx.Dtype) -> mx.array:
+    if isinstance(lambda_, mx.array):
+        if lambda_.ndim != 0:
+            raise _lambda.not_scalar(lambda_, "gradrev.reverse", _FRAMEWORK)
+        if not mx.issubdtype(lambda_.dtype, mx.floating):
+            raise _lambda.not_floating(lambda_, "gradrev.reverse", _FRAMEWORK)
+        # Rounding commutes with negation, so this is PyTorch's opmath(-λ) for any λ dtype.
+        # A float64 λ is rounded on the CPU stream, the only one with float64 (MLX's GPU
+        # streams refuse it), so that a float32 x on the GPU can take a float64 λ.
+        stream = mx.cpu if lambda_.dtype == mx.float64 else None
+        return -mx.stop_gradient(lambda_).astype(dtype, stream=stream)
+    # mx.array rounds a Python float to float32 to nearest even, as PyTorch and NumPy do.
+    return mx.array(-_lambda.as_float(lambda_, "gradrev.reverse", _FRAMEWORK), dtype)

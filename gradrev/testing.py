@@ -1,0 +1,271 @@
+"""Certify a gradrev backend: the conformance checks every backend passes, as a public harness.
+
+A backend author describes the framework with a small adapter (see [Adapter][gradrev.testing.Adapter])
+and calls [certify][gradrev.testing.certify], or runs one check per test with
+[run_check][gradrev.testing.run_check] and [CHECKS][gradrev.testing.CHECKS]. gradrev
+certifies its own backends (torch, jax, tensorflow, mlx) the same way. Needs NumPy, and
+ml_dtypes for the bfloat16 rows.
+
+Example:
+    ```python
+    import gradrev.testing
+    from gradrev._adapters import ADAPTERS
+
+    certificate = gradrev.testing.certify(ADAPTERS["torch"]())
+    assert certificate.ok
+    ```
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any, Protocol
+
+import numpy as np
+
+from gradrev import _dispatch, _reference
+
+__all__ = ["CHECKS", "Adapter", "Certificate", "CertificationError", "certify", "run_check"]
+
+DTYPES = ("float16", "bfloat16", "float32", "float64")
+LAMBDAS = (1.0, 0.0, -0.0, -0.7, 0.3, 2.5, 1e-3)
+
+
+class Adapter(Protocol):
+    """What the harness needs to know about a framework: NumPy in and out, and one VJP.
+
+    ``name`` is the framework's name as the backend's errors spell it ("lambda_ must be ...
+    a 0-d floating {name} tensor"); ``ops`` is the backend module, with ``is_tensor`` and
+    ``reverse``. An adapter may also define ``flushes_subnormals() -> bool`` (default
+    False), for a framework whose CPU flushes subnormal floats in every operation.
+    """
+
+    name: str
+    ops: Any
+
+    def tensor(self, a: np.ndarray) -> Any:
+        """A tensor with ``a``'s values, shape and dtype (bfloat16 is ml_dtypes')."""
+
+    def scalar(self, value: float, dtype: str) -> Any:
+        """A 0-d tensor of ``dtype`` ('float32', 'float64', ...) holding ``value``."""
+
+    def numpy(self, t: Any) -> np.ndarray:
+        """A tensor's values as a NumPy array of the same dtype."""
+
+    def vjp(self, fn: Callable[[Any], Any], x: Any, g: Any, compiled: bool = False) -> np.ndarray:
+        """The gradient of ``fn`` at ``x`` for the cotangent ``g``, compiled if asked."""
+
+
+class CertificationError(AssertionError):
+    """Some checks failed; the message lists each one and what differed."""
+
+
+@dataclass
+class Certificate:
+    """The outcome of each check: ``results[name]`` is None if it passed, else why not."""
+
+    backend: str
+    results: dict[str, str | None] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return all(why is None for why in self.results.values())
+
+    def __str__(self) -> str:
+        lines = [f"gradrev certification of {self.backend}:"]
+        lines += [f"  {name:<28} {why or 'ok'}" for name, why in self.results.items()]
+        return "\n".join(lines)
+
+
+def certify(adapter: Adapter, *, compiled: bool = True, strict: bool = True) -> Certificate:
+    """Run every check in [CHECKS][gradrev.testing.CHECKS] against ``adapter``'s backend.
+
+    Args:
+        adapter: the framework's adapter (see [Adapter][gradrev.testing.Adapter]).
+        compiled: also check the gradient under the framework's compiler
+            (``adapter.vjp(..., compiled=True)``).
+        strict: raise [CertificationError][gradrev.testing.CertificationError] if any check
+            fails; otherwise only report it.
+
+    Returns:
+        A [Certificate][gradrev.testing.Certificate] with each check's outcome.
+    """
+    certificate = Certificate(adapter.name)
+    for name in CHECKS:
+        if name == "compiled_parity" and not compiled:
+            continue
+        try:
+            run_check(name, adapter)
+        except AssertionError as e:
+            certificate.results[name] = str(e) or "failed"
+        else:
+            certificate.results[name] = None
+    if strict and not certificate.ok:
+        raise CertificationError(str(certificate))
+    return certificate
+
+
+def run_check(name: str, adapter: Adapter) -> None:
+    """Run one check of [CHECKS][gradrev.testing.CHECKS]; raises AssertionError if it fails."""
+    CHECKS[name](adapter)
+
+
+# -- The checks ---------------------------------------------------------------------------
+
+
+def _flushes(adapter: Adapter) -> bool:
+    flushes = getattr(adapter, "flushes_subnormals", None)
+    return bool(flushes()) if flushes is not None else False
+
+
+def _dtypes() -> list[str]:
+    return [d for d in DTYPES if d != "bfloat16" or _reference.BFLOAT16 is not None]
+
+
+def _probe(dtype: str) -> np.ndarray:
+    """Random values, ±0, ±inf, NaN, the extremes and subnormals."""
+    dt = _reference.dtype(dtype)
+    info = _reference.finfo(dt)
+    special = [0.0, -0.0, np.inf, -np.inf, np.nan, float(info.max), float(info.tiny)]
+    special += [float(info.smallest_subnormal), -float(info.smallest_subnormal)]
+    rng = np.random.default_rng(0)
+    with np.errstate(over="ignore"):
+        return np.concatenate([rng.standard_normal(1024) * 3, special]).astype(dt)
+
+
+def _reversed(adapter: Adapter, g: np.ndarray, lam: Any, compiled: bool = False) -> np.ndarray:
+    x = adapter.tensor(np.zeros_like(g))
+    return adapter.vjp(lambda a: adapter.ops.reverse(a, lam), x, adapter.tensor(g), compiled)
+
+
+def _assert_bits(got: np.ndarray, g: np.ndarray, lam: float, adapter: Adapter, what: str) -> None:
+    want = _reference.reverse_grad(g, lam, flush_subnormals=_flushes(adapter))
+    assert got.dtype == want.dtype, f"{what}: gradient dtype {got.dtype}, expected {want.dtype}"
+    assert got.shape == want.shape, f"{what}: gradient shape {got.shape}, expected {want.shape}"
+    bad = ~_reference.same_bits(got, want)
+    assert not bad.any(), (
+        f"{what}: {int(bad.sum())} of {bad.size} elements differ from PyTorch's g * -λ; "
+        f"first: got {got[bad][:3]}, expected {want[bad][:3]}"
+    )
+
+
+def _parity(adapter: Adapter, compiled: bool = False) -> None:
+    # Compiling is slow (torch.compile: seconds per call), so compiled: one λ, two forms.
+    for dtype in _dtypes():
+        g = _probe(dtype)
+        for lam in LAMBDAS if not compiled else (0.3,):
+            what = f"{dtype}, λ={lam}"
+            _assert_bits(_reversed(adapter, g, lam, compiled), g, lam, adapter, what)
+            for lam_dtype in ("float64", "float32") if not compiled else ("float32",):
+                held = float(np.asarray(lam, lam_dtype))
+                if _flushes(adapter) and abs(held) < np.finfo(lam_dtype).tiny:
+                    held = float(np.copysign(0.0, held))
+                got = _reversed(adapter, g, adapter.scalar(lam, lam_dtype), compiled)
+                _assert_bits(got, g, held, adapter, f"{what} as a 0-d {lam_dtype} tensor")
+
+
+def check_parity(adapter: Adapter) -> None:
+    """The gradient has the bits of PyTorch's ``g * -λ`` in every dtype, for λ a number or tensor."""
+    _parity(adapter)
+
+
+def check_compiled_parity(adapter: Adapter) -> None:
+    """The same bits under the framework's compiler."""
+    _parity(adapter, compiled=True)
+
+
+def check_shapes(adapter: Adapter) -> None:
+    """0-d, empty and size-1 dimensions."""
+    for shape in [(), (0,), (3, 0, 2), (1,), (7, 1, 5)]:
+        g = np.random.default_rng(1).standard_normal(shape).astype(np.float32)
+        _assert_bits(_reversed(adapter, g, 0.3), g, 0.3, adapter, f"shape {shape}")
+
+
+def check_chained(adapter: Adapter) -> None:
+    """Two reversals multiply: (−λ1)(−λ2) = λ1·λ2."""
+    g = np.array([1.0, -3.0, 0.5], np.float32)
+    x = adapter.tensor(np.zeros(3, np.float32))
+    R = adapter.ops.reverse
+    got = adapter.vjp(lambda a: R(R(a, 0.5), -4.0), x, adapter.tensor(g))
+    assert np.array_equal(got, g * np.float32(-2.0)), f"got {got}, expected {g * -2.0}"
+
+
+def check_identity_forward(adapter: Adapter) -> None:
+    """The forward returns the same values, as the framework's own tensor type."""
+    a = np.arange(12, dtype=np.float32).reshape(3, 4)
+    x = adapter.tensor(a)
+    y = adapter.ops.reverse(x, 0.3)
+    assert type(y) is type(x), f"reverse returned a {type(y).__name__}, not a {type(x).__name__}"
+    assert np.array_equal(adapter.numpy(y), a), "the forward changed the values"
+
+
+def check_dispatch(adapter: Adapter) -> None:
+    """``gradrev.reverse`` picks this backend for the framework's tensors."""
+    x = adapter.tensor(np.ones(3, np.float32))
+    try:
+        found = _dispatch._find(x)
+    except TypeError as e:
+        raise AssertionError(f"gradrev.reverse does not dispatch this tensor: {e}") from None
+    assert found is adapter.ops.reverse, f"gradrev.reverse dispatches to {found!r}"
+
+
+def check_integers_pass_through(adapter: Adapter) -> None:
+    """Integer and bool tensors come back untouched (they carry no gradient)."""
+    for dtype in ("int32", "int64", "bool"):
+        a = np.array([0, 1, 1], dtype)
+        y = adapter.numpy(adapter.ops.reverse(adapter.tensor(a), 0.3))
+        assert np.array_equal(y, a) and y.dtype == a.dtype, f"{dtype}: got {y!r}"
+
+
+def _raises(error: type[Exception], match: str, call: Callable[[], Any], given: str) -> None:
+    try:
+        call()
+    except error as e:
+        assert str(e).startswith("gradrev.reverse:"), f"{given}: not gradrev's own error: {e}"
+        assert match in str(e), f"{given}: the message does not say {match!r}: {e}"
+        return
+    except Exception as e:
+        raise AssertionError(f"{given}: {type(e).__name__} ({e}), expected {error.__name__}") from e
+    raise AssertionError(f"{given}: accepted, expected {error.__name__}")
+
+
+def check_bad_lambda(adapter: Adapter) -> None:
+    """NaN, ±inf, non-scalar and non-real λ get gradrev's own errors, at the call."""
+    x = adapter.tensor(np.ones(2, np.float32))
+    wide = adapter.tensor(np.ones(3, np.float32))
+    integer = adapter.tensor(np.array(2, np.int32))
+    cases: list[tuple[type[Exception], str, Any]] = [
+        (ValueError, "must be finite", lam) for lam in (np.nan, np.inf, -np.inf, 10**400)
+    ]
+    cases.append((ValueError, "must be a scalar", wide))
+    bad_types: list[Any] = ["0.5", 0.5 + 1j, None, True, [0.5], np.ones(()), integer]
+    cases += [(TypeError, adapter.name, lam) for lam in bad_types]
+    for error, match, lam in cases:
+        _raises(error, match, partial(adapter.ops.reverse, x, lam), f"λ = {_short(lam)}")
+
+
+def check_foreign_input(adapter: Adapter) -> None:
+    """The backend's own ``reverse`` refuses what is not its framework's tensor."""
+    for x in (np.ones(3, np.float32), [1.0], 3.0, None):
+        _raises(TypeError, "x must be", partial(adapter.ops.reverse, x, 1.0), f"x = {x!r}")
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) < 40 else text[:36] + "..."
+
+
+CHECKS: dict[str, Callable[[Adapter], None]] = {
+    "parity": check_parity,
+    "compiled_parity": check_compiled_parity,
+    "shapes": check_shapes,
+    "chained": check_chained,
+    "identity_forward": check_identity_forward,
+    "dispatch": check_dispatch,
+    "integers_pass_through": check_integers_pass_through,
+    "bad_lambda": check_bad_lambda,
+    "foreign_input": check_foreign_input,
+}
+"""Every check by name; each takes an adapter and raises AssertionError when it fails."""
