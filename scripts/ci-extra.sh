@@ -10,20 +10,19 @@ extra="${1:?usage: scripts/ci-extra.sh torch|jax|tensorflow|mlx}"
 case "$extra" in torch | jax | tensorflow | mlx) ;; *) echo "unknown extra: $extra" >&2; exit 2 ;; esac
 cd "$(dirname "$0")/.."
 root="$PWD"
-venv="/tmp/gradrev-ci-$extra"
-work="$(mktemp -d)"
+work="$(mktemp -d "/tmp/gradrev-ci-$extra.XXXXXX")" # the venv and the outputs; removed at exit
+venv="$work/venv"
 trap 'rm -rf "$work"' EXIT
 export OMP_NUM_THREADS=1 # torch's intra-op threads only fight over a shared CI machine's cores
 start=$SECONDS
 step() { echo "== [$extra, $((SECONDS - start)) s] $*"; }
 
 step "fresh venv, pip install -c constraints.txt \".[$extra]\""
-python -m venv --clear "$venv"
-# --no-compile: no .pyc for the thousands of framework files up front (half a minute of CPU)
-"$venv/bin/python" -m pip install -q --no-compile -c constraints.txt ".[$extra]"
+python -m venv "$venv"
+"$venv/bin/python" -m pip install -q -c constraints.txt ".[$extra]"
 gradrev="$venv/bin/gradrev"
 py="$venv/bin/python"
-cd "$work" # the installed package, not the source tree
+mkdir "$work/run" && cd "$work/run" # the installed package, not the source tree
 
 step "gradrev --help"
 "$gradrev" --help >/dev/null
@@ -65,6 +64,6 @@ cd "$root"
 # The tests marked slow (compilers, subprocesses) run in the main CI job on every backend;
 # here they would take the three extras past 10 minutes on a 2-core machine.
 step "pip install -c constraints.txt \".[$extra,test]\"; GRADREV_TEST_BACKENDS=$extra pytest -q -m 'not slow'"
-"$py" -m pip install -q --no-compile -c constraints.txt ".[$extra,test]"
+"$py" -m pip install -q -c constraints.txt ".[$extra,test]"
 GRADREV_TEST_BACKENDS="$extra" "$venv/bin/pytest" -q -p no:cacheprovider -m "not slow"
 step "done"
