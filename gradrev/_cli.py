@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib.metadata
+import importlib.util
 import json
 import os
 import platform
@@ -23,11 +24,22 @@ _FRAMEWORKS = ("torch", "jax", "tensorflow", "mlx")
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    _triton_before_tensorflow()
     if args.verbose:
         return int(args.run(args))
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     with _quiet_frameworks():
         return int(args.run(args))
+
+
+def _triton_before_tensorflow() -> None:
+    # Known conflict (docs/install.md): triton, which torch's CUDA builds ship, segfaults when
+    # it loads after TensorFlow, as torch.compile in `bench` (or a check) makes it do.
+    # Loaded first, both work; the suite's conftest.py does the same.
+    if "tensorflow" not in sys.modules and all(
+        importlib.util.find_spec(m) for m in ("triton", "tensorflow")
+    ):
+        import triton  # type: ignore[import-not-found]  # noqa: F401
 
 
 def _parser() -> argparse.ArgumentParser:
