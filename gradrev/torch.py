@@ -11,8 +11,6 @@ assert round(grl.lambda_, 4) == 0.0500
 ```
 """
 
-from __future__ import annotations
-
 from collections.abc import Callable
 from typing import Any
 
@@ -41,8 +39,12 @@ class GradientReversal(torch.nn.Module):
             `schedule(0)` and each `step()` moves it on.
     """
 
+    # Annotations evaluated at import (no `from __future__ import annotations` here): the
+    # TorchScript compiler reads them, and cannot read 'torch.Tensor' as a string.
     lam: torch.Tensor
     steps: torch.Tensor
+    # The setter is Python (it checks λ): TorchScript compiles forward only.
+    __jit_unused_properties__ = ("lambda_",)
 
     def __init__(
         self, lambda_: float | None = None, *, schedule: Callable[[int], Any] | None = None
@@ -62,8 +64,12 @@ class GradientReversal(torch.nn.Module):
         # rounded to the dtype the backward computes in (float32 below float64), exactly as
         # PyTorch rounds a Python float, which saves the backward that conversion.
         wide = x.dtype in (torch.float64, torch.complex128)
-        lam = self.lam.to(torch.float64 if wide else torch.float32, copy=True)
-        return backend.reverse(x, lam.view(()))
+        lam = self.lam.to(torch.float64 if wide else torch.float32, copy=True).view(())
+        # torch.jit.script compiles only this branch (backend.reverse is Python dispatch):
+        # the operator that torch.export and torch.jit.trace record too.
+        if torch.jit.is_scripting():  # type: ignore[attr-defined]
+            return torch.ops.gradrev.reverse_lambda_tensor(x, lam)  # type: ignore[no-any-return]
+        return backend.reverse(x, lam)
 
     @property
     def lambda_(self) -> float:
@@ -118,6 +124,16 @@ class GradientReversal(torch.nn.Module):
         if isinstance(lam, torch.Tensor) and lam.ndim == 0:
             state_dict[prefix + "lam"] = lam.reshape(1)
         super()._load_from_state_dict(state_dict, prefix, *args)
+
+    def _save_to_state_dict(
+        self, destination: dict[str, Any], prefix: str, keep_vars: bool
+    ) -> None:
+        super()._save_to_state_dict(destination, prefix, keep_vars)
+        # The legacy ONNX exporter calls .detach() on every state_dict value
+        # (torch.jit._unique_state_dict): the schedule, a dict, must stay out. An inference
+        # graph has no use for it.
+        if backend._onnx_exporting():
+            del destination[prefix + "_extra_state"]
 
     def get_extra_state(self) -> dict[str, Any]:
         return {"schedule": _layer.schedule_config(self.schedule)}

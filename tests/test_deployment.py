@@ -11,6 +11,7 @@ Run with ``-rP`` to see each cell's numbers.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -629,16 +630,18 @@ def tf_reloaded(tmp_path_factory: pytest.TempPathFactory) -> dict[str, np.ndarra
     np.save(d / "cot.npy", COT)
     tf.saved_model.save(tf_module(LAM), str(d / "function"))
     keras_model(LAM).export(str(d / "keras-export"), verbose=False)
-    jax2tf = pytest.importorskip("jax.experimental.jax2tf")
-    converted = tf.Module()
-    converted.w1 = tf.Variable(W1)
-    converted.f = tf.function(
-        lambda x: jax2tf.convert(jax_model)(converted.w1, x),
-        input_signature=[tf.TensorSpec([5, 4], tf.float32)],
-        autograph=False,
-    )
-    converted.__call__ = converted.f
-    tf.saved_model.save(converted, str(d / "jax2tf"))
+    if importlib.util.find_spec("jax") is not None:  # a TensorFlow-only install has no jax2tf
+        from jax.experimental import jax2tf
+
+        converted = tf.Module()
+        converted.w1 = tf.Variable(W1)
+        converted.f = tf.function(
+            lambda x: jax2tf.convert(jax_model)(converted.w1, x),
+            input_signature=[tf.TensorSpec([5, 4], tf.float32)],
+            autograph=False,
+        )
+        converted.__call__ = converted.f
+        tf.saved_model.save(converted, str(d / "jax2tf"))
     run_python(TF_RELOAD, str(d))
     return dict(np.load(d / "results.npz"))
 
@@ -648,6 +651,8 @@ def tf_reloaded(tmp_path_factory: pytest.TempPathFactory) -> dict[str, np.ndarra
 def test_tf_saved_model_reloads_without_gradrev(
     artifact: str, tf_reloaded: dict[str, np.ndarray]
 ) -> None:
+    if artifact + ".out" not in tf_reloaded:
+        pytest.skip("jax is not installed")
     want_out, want_grad = numpy_reference(LAM, wrt="x")
     report(
         f"tf.saved_model ({artifact}) reloaded without gradrev",
