@@ -53,7 +53,7 @@ def reverse(x: torch.Tensor, lambda_: float | torch.Tensor = 1.0) -> torch.Tenso
     if not (x.is_floating_point() or x.is_complex()):
         return x  # integers and bools carry no gradient: pass through untouched
     if torch.compiler.is_compiling():
-        if torch.compiler.is_exporting() and not _onnx_exporting():
+        if _is_exporting() and not _onnx_exporting():
             return _recorded(x, lam)
         return _GradReverseCompiled.apply(x, lam)  # type: ignore[no-untyped-call,no-any-return]
     if forward_ad._current_level >= 0:
@@ -163,6 +163,13 @@ def _recorded(x: torch.Tensor, lambda_: float | torch.Tensor) -> torch.Tensor:
     if isinstance(lambda_, torch.Tensor):
         return torch.ops.gradrev.reverse_lambda_tensor(x, lambda_)  # type: ignore[no-any-return]
     return torch.ops.gradrev.reverse(x, lambda_)  # type: ignore[no-any-return]
+
+
+def _is_exporting() -> bool:
+    """Whether torch.export is tracing. torch.compiler.is_exporting is new in torch 2.7; on
+    older torch, export cannot be told apart from torch.compile here (docs/install.md)."""
+    is_exporting = getattr(torch.compiler, "is_exporting", None)
+    return is_exporting is not None and bool(is_exporting())
 
 
 def _onnx_exporting() -> bool:
