@@ -84,6 +84,11 @@ CAPABILITY_FLOORS = {
         "2.13",
         "torch 2.6 and 2.9 recompile for every Python-float λ",
     ),
+    "torch-export": (
+        "torch",
+        "2.7",
+        "torch.export keeps the reversal only where torch.compiler.is_exporting exists",
+    ),
     "nnx-optimizer-update": (
         "flax",
         "0.11",
@@ -96,6 +101,15 @@ CAPABILITY_TESTS = {
     "test_example_runs[flax_nnx_dann.py-flax-jax]": "nnx-optimizer-update",
     "test_torch_compile_python_float_lambda_compiles_twice": "float-lambda-symbolic",
     "test_bench_quick_writes_json": "float-lambda-symbolic",  # its recompile row
+    "test_torch_export_trains_with_reversal[non-strict-tensor-lambda]": "torch-export",
+    "test_torch_export_trains_with_reversal[non-strict-float-lambda]": "torch-export",
+    "test_torch_export_trains_with_reversal[strict-tensor-lambda]": "torch-export",
+    "test_torch_export_trains_with_reversal[strict-float-lambda]": "torch-export",
+    "test_torch_export_with_a_dynamic_batch_trains_with_reversal": "torch-export",
+    "test_torch_compile_of_exported_program_trains_with_reversal": "torch-export",
+    "test_torch_export_forward_backward_graph_has_reversal": "torch-export",
+    "test_torch_func_grad_through_an_exported_program_is_refused_by_pytorch": "torch-export",
+    "test_torch_export_of_the_layer_trains_with_reversal": "torch-export",
 }
 
 
