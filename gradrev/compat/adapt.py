@@ -7,6 +7,7 @@ TensorFlow ops, so λ has adapt's bits. gradrev's own curve, for any framework, 
 ``schedules.dann(max_steps, gamma, lambda_max, lambda_init=..., normalize=True)``.
 
 ```python
+import keras
 from gradrev.compat.adapt import UpdateLambda
 
 assert UpdateLambda(lambda_max=0.1).lambda_max == 0.1
