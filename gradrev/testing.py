@@ -8,10 +8,12 @@ ml_dtypes for the bfloat16 rows.
 
 Example:
     ```python
+    import torch  # the framework under test
+
     import gradrev.testing
     from gradrev._adapters import ADAPTERS
 
-    certificate = gradrev.testing.certify(ADAPTERS["torch"]())
+    certificate = gradrev.testing.certify(ADAPTERS["torch"](), compiled=False)
     assert certificate.ok
     ```
 """
