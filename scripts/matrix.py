@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "install.md"
 BEGIN, END = "<!-- matrix:begin -->", "<!-- matrix:end -->"
 # The packages whose versions a row reports, in this order.
-REPORTED = ("torch", "jax", "jaxlib", "flax", "tensorflow", "keras", "numpy")
+REPORTED = ("torch", "jax", "jaxlib", "flax", "tensorflow", "keras", "numpy", "ml_dtypes")
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,14 @@ from gradrev._adapters import ADAPTERS
 Finish = Callable[[np.ndarray], np.ndarray]  # the backward of a forward already taken
 
 
+def x64(jax: Any, on: bool) -> Any:
+    """A context with jax_enable_x64 on or off (jax.enable_x64 from jax 0.7, experimental before)."""
+    enable = getattr(jax, "enable_x64", None)
+    if enable is None:
+        from jax.experimental import enable_x64 as enable
+    return enable(on)
+
+
 def _vjp_later(adapter: Any, fn: Any, x: np.ndarray) -> Finish:
     """Run ``fn`` forward now; return a function that runs the backward with a cotangent later."""
     a = adapter
@@ -150,7 +158,7 @@ class _JaxSetups:
         return not (setup == "x32" and dtype == "float64")
 
     def context(self, setup: str) -> Any:
-        return self.jax.enable_x64(setup == "x64")  # type: ignore[attr-defined]
+        return x64(self.jax, setup == "x64")
 
 
 class NnxKind(_JaxSetups):
@@ -305,7 +313,7 @@ class KerasKind:
 
     def context(self, setup: str) -> Any:
         if setup == "x32":
-            return self.adapter.jax.enable_x64(False)
+            return x64(self.adapter.jax, False)
         return contextlib.nullcontext()
 
     def made_under(self, setup: str, lambda_: float) -> Any:

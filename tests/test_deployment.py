@@ -477,7 +477,7 @@ def sum_sin_reversed(x: Any) -> Any:
 # Deserializes the jax.export artifacts in a fresh process that never imports gradrev.
 JAX_RELOAD = """
 import pathlib, sys
-import jax, jax.numpy as jnp, numpy as np
+import jax, jax.export, jax.numpy as jnp, numpy as np  # jax.export: explicit before jax 0.7
 
 d = pathlib.Path(sys.argv[1])
 x, w1, cot, v = (np.load(d / f"{n}.npy") for n in ("x", "w1", "cot", "v"))
@@ -517,6 +517,8 @@ def test_jax_export_reloads_without_gradrev_vjp_orders_1_and_2(
     tmp_path: Path,
 ) -> None:
     jax = pytest.importorskip("jax")
+    pytest.importorskip("jax.export")  # a submodule that `import jax` loads only from jax 0.7
+
     v = np.array([0.3, -1.2, 2.0, 0.0], np.float32)
     model = jax.export.export(jax.jit(jax_model))(W1, X)
     sum_sin = jax.export.export(jax.jit(sum_sin_reversed))(v)

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 from conftest import installed
-from layer_kinds import KINDS
+from layer_kinds import KINDS, x64
 
 from gradrev import _reference, schedules
 
@@ -217,7 +217,7 @@ def test_a_lambda_beyond_float32_is_exact_or_refused(kind: Any) -> None:
         return
     np.testing.assert_array_equal(kind.grad(kind.make(1e39), g, g), g * -1e39)
     if kind.name in ("nnx", "keras") and getattr(kind, "backend", "jax") == "jax":
-        with kind.adapter.jax.enable_x64(False), pytest.raises(ValueError, match="does not fit"):
+        with x64(kind.adapter.jax, False), pytest.raises(ValueError, match="does not fit"):
             kind.make(1e39)
 
 

@@ -9,6 +9,7 @@ Before: ``from gradient_reversal import ...``. After: ``from gradrev.compat.grad
 import ...``. The gradient is gradrev's ``grad * -alpha``.
 
 ```python
+import torch  # noqa: F401  (the drop-in is a torch module)
 from gradrev.compat.gradient_reversal import GradientReversalLayer
 
 grl = GradientReversalLayer(alpha=1.0)

@@ -6,6 +6,7 @@ tllib's, computed as tllib computes it (float64, NumPy's exp), past ``max_iters`
 gradient is gradrev's ``grad * -coeff``, which equals tllib's ``grad.neg() * coeff``.
 
 ```python
+import torch  # noqa: F401  (the drop-in is a torch module)
 from gradrev.compat.tllib import WarmStartGradientReverseLayer
 
 grl = WarmStartGradientReverseLayer(alpha=1.0, lo=0.0, hi=1.0, max_iters=1000, auto_step=True)
