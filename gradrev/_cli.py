@@ -96,11 +96,13 @@ def _parser() -> argparse.ArgumentParser:
 
 # Lines that TensorFlow and XLA write from C++ straight to file descriptor 2 while they
 # start (absl's "WARNING: All log messages before absl::InitializeLog()", then lines such
-# as "E0000 00:00:1795797379.774409 7639 cuda_platform.cc:52] failed call to cuInit").
+# as "E0000 00:00:1795797379.774409 7639 cuda_platform.cc:52] failed call to cuInit";
+# TensorFlow 2.17 writes "2026-11-27 18:43:41.010452: E external/.../cuda_fft.cc:485] ...").
 # TF_CPP_MIN_LOG_LEVEL does not silence them: they come before absl reads any setting.
 _NOISE = re.compile(
     rb"WARNING: All log messages before absl::InitializeLog\(\) is called"
     rb"|[IWE]\d{4} [\d:.]+ +\d+ [\w.]+:\d+\] "
+    rb"|\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+: [IWE] [\w./-]+:\d+\] "
 )
 
 
