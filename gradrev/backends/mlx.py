@@ -88,7 +88,18 @@ def _scale(g: mx.array, neg_lambda: mx.array) -> mx.array:
     """``g * neg_lambda`` computed in PyTorch's opmath (float32 for float16 and bfloat16)."""
     if g.dtype in _REDUCED:
         return (g.astype(mx.float32) * neg_lambda).astype(g.dtype)
+    if g.dtype == mx.complex64:
+        return _complex_scale(g, neg_lambda)
     return g * neg_lambda
+
+
+def _complex_scale(g: mx.array, c: mx.array) -> mx.array:
+    """PyTorch's complex ``g * c``, with c real taken as the complex c + 0j: (a + bi)(c + 0i) is
+    (ac - b·0) + (a·0 + bc)i. MLX scales each component alone, which differs where a or b
+    is infinite or NaN ((inf+infj)·-0.3 is nan+nanj in PyTorch) and in some signs of zero."""
+    a, b = mx.real(g), mx.imag(g)
+    parts = mx.stack([a * c - b * 0.0, a * 0.0 + b * c], axis=-1)
+    return parts.view(mx.complex64).squeeze(-1)
 
 
 def _opmath(dtype: mx.Dtype) -> mx.Dtype:
