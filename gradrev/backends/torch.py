@@ -10,7 +10,9 @@ try:
     from torch._functorch.utils import unwrap_dead_wrappers
     from torch.autograd import forward_ad
 except ImportError as e:  # pragma: no cover - exercised in a subprocess
-    raise ImportError('gradrev.backends.torch needs PyTorch: pip install "gradrev[torch]"') from e
+    from gradrev._install import missing
+
+    raise missing(__name__, "torch", e) from e
 
 from gradrev import _lambda
 
