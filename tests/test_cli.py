@@ -337,3 +337,32 @@ def test_a_broken_framework_is_reported_without_a_traceback(
     assert proc.returncode == code, proc.stdout + proc.stderr
     assert "Traceback" not in proc.stderr, proc.stderr
     assert "does not import" in proc.stdout and error.split("'")[1] in proc.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not installed("torch"), reason="runs the demo on torch")
+def test_demo_runs_with_random_accepted_numbers(tmp_path: Path) -> None:
+    """What the parser accepts runs to the end: exit 0 and a results file, no traceback."""
+    hypothesis = pytest.importorskip("hypothesis")
+    from hypothesis import strategies as st
+
+    from gradrev._cli import main
+
+    @hypothesis.settings(max_examples=4, deadline=None, database=None)
+    @hypothesis.given(
+        st.floats(1e-6, 10),
+        st.floats(0, 100),
+        st.floats(1e-3, 1000),
+        st.integers(1, 64),
+        st.integers(1, 64),
+    )
+    def run(lr: float, lambda_max: float, gamma: float, hidden: int, batch: int) -> None:
+        out = tmp_path / "r.json"
+        out.unlink(missing_ok=True)
+        argv = [*DEMO_FAST, "--out", str(tmp_path), "--json", str(out), f"--lr={lr!r}"]
+        argv += [f"--lambda-max={lambda_max!r}", f"--gamma={gamma!r}"]
+        argv += [f"--hidden={hidden}", f"--batch-size={batch}"]
+        assert main(argv) == 0
+        assert list(json.loads(out.read_text())["results"]) == ["torch"]
+
+    run()
