@@ -164,7 +164,6 @@ def _split(value: str | None) -> list[str] | None:
 
 
 def _demo(args: argparse.Namespace) -> int:
-
     from gradrev import demo
 
     requested = _split(args.backends) or demo.installed_backends()
