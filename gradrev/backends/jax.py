@@ -11,7 +11,9 @@ try:
     import jax.numpy as jnp
     import numpy as np
 except ImportError as e:  # pragma: no cover - exercised in a subprocess
-    raise ImportError('gradrev.backends.jax needs JAX: pip install "gradrev[jax]"') from e
+    from gradrev._install import missing
+
+    raise missing(__name__, "jax", e) from e
 
 from gradrev import _lambda
 

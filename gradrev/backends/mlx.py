@@ -9,7 +9,9 @@ from typing import Any, cast
 try:
     import mlx.core as mx
 except ImportError as e:  # pragma: no cover - exercised in a subprocess
-    raise ImportError('gradrev.backends.mlx needs MLX: pip install "gradrev[mlx]"') from e
+    from gradrev._install import missing
+
+    raise missing(__name__, "mlx", e) from e
 
 from gradrev import _lambda
 

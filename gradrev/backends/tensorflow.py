@@ -11,9 +11,9 @@ try:
     import tensorflow as tf
     from tensorflow.python.eager import record as _record
 except ImportError as e:  # pragma: no cover - exercised in a subprocess
-    raise ImportError(
-        'gradrev.backends.tensorflow needs TensorFlow: pip install "gradrev[tensorflow]"'
-    ) from e
+    from gradrev._install import missing
+
+    raise missing(__name__, "tensorflow", e) from e
 
 from gradrev import _lambda
 
