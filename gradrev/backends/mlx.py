@@ -47,7 +47,7 @@ def reverse(x: mx.array, lambda_: float | mx.array = 1.0) -> mx.array:
     if isinstance(lambda_, mx.array):
         return _apply(x, _neg_lambda(lambda_, _opmath(x.dtype)))
     value = -_lambda.as_float(lambda_, "gradrev.reverse", _FRAMEWORK)
-    return cast(mx.array, _reverse_by(value, math.copysign(1.0, value), _opmath(x.dtype))(x))
+    return cast(mx.array, _reverse_by(value, math.copysign(1.0, value), x.dtype)(x))
 
 
 @mx.custom_function
@@ -113,11 +113,11 @@ def _opmath(dtype: mx.Dtype) -> mx.Dtype:
 
 @functools.lru_cache(maxsize=256)
 def _reverse_by(value: float, sign: float, dtype: mx.Dtype) -> Any:
-    """The reversal by the constant λ = -value, made once per value (the sign is in the key:
-    0.0 == -0.0). With λ closed over, x is the only primal, which makes mx.grad through it
-    about a third cheaper than through ``_reverse(x, neg_lambda)``."""
+    """The reversal of an x of ``dtype`` by the constant λ = -value, made once per value (the
+    sign is in the key: 0.0 == -0.0). With λ closed over, x is the only primal, which makes
+    mx.grad through it about a third cheaper than through ``_reverse(x, neg_lambda)``."""
     # mx.array rounds a Python float to float32 to nearest even, as PyTorch and NumPy do.
-    neg_lambda = mx.array(value, dtype)
+    neg_lambda = mx.array(value, _opmath(dtype))
 
     @mx.custom_function
     def reverse_by(x: mx.array) -> mx.array:
