@@ -19,11 +19,15 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
+from gradrev._install import pip_command
+
 _FRAMEWORKS = ("torch", "jax", "tensorflow", "mlx")
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args, unknown = _parser().parse_known_args(argv)
+    if unknown:  # said with the command's own usage, not gradrev's
+        args.command_parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     _triton_before_tensorflow()
     if args.verbose:
         return int(args.run(args))
@@ -43,21 +47,25 @@ def _triton_before_tensorflow() -> None:
 
 
 def _parser() -> argparse.ArgumentParser:
-    from gradrev import _bench
+    from gradrev import __version__, _bench
+    from gradrev._args import float_range, int_range, output_file, output_folder
     from gradrev.demo import Config
 
     parser = argparse.ArgumentParser(
         prog="gradrev",
-        description="gradrev: one gradient reversal layer for PyTorch, JAX and TensorFlow.",
+        description="gradrev: one gradient reversal layer for PyTorch, JAX, TensorFlow and MLX.",
         epilog="gradrev COMMAND --help shows a command's options.",
     )
+    parser.add_argument("--version", action="version", version=f"gradrev {__version__}")
     parser.add_argument(
         "-v", "--verbose", action="store_true", help="keep the frameworks' start-up logs"
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     check = sub.add_parser("check", help="bitwise parity self-test on every backend and device")
-    check.add_argument("--json", metavar="PATH", help="also write the report as JSON")
+    check.add_argument(
+        "--json", metavar="PATH", type=output_file, help="also write the report as JSON"
+    )
     check.add_argument(
         "--backends",
         help="comma-separated subset of torch,jax,tensorflow,mlx (default: installed)",
@@ -71,15 +79,23 @@ def _parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="DANN on the inter-twinning moons, in every framework")
     d = Config()
     demo.add_argument("--backends", help="comma-separated subset of torch,jax,tensorflow,mlx")
-    demo.add_argument("--seeds", type=int, default=d.seeds, help=f"default {d.seeds}")
-    demo.add_argument("--steps", type=int, default=d.steps, help=f"default {d.steps}")
-    demo.add_argument("--out", default="demo-out", help="folder for the figure")
-    demo.add_argument("--json", metavar="PATH", help="also write the results as JSON")
-    demo.add_argument("--lr", type=float, default=d.lr, help=f"Adam step size, default {d.lr}")
-    demo.add_argument("--lambda-max", type=float, default=d.lambda_max)
-    demo.add_argument("--gamma", type=float, default=d.gamma, help="DANN schedule steepness")
-    demo.add_argument("--hidden", type=int, default=d.hidden, help="hidden units per layer")
-    demo.add_argument("--batch-size", type=int, default=d.batch_size)
+    # Each number is checked as it is parsed (gradrev/_args.py): a bad one gets the usage
+    # and exit status 2, before anything runs.
+    demo.add_argument("--seeds", type=int_range(1, 100), default=d.seeds, help=f"default {d.seeds}")
+    steps = int_range(1, 100_000)
+    demo.add_argument("--steps", type=steps, default=d.steps, help=f"default {d.steps}")
+    demo.add_argument("--out", type=output_folder, default="demo-out", help="folder for the figure")
+    demo.add_argument(
+        "--json", metavar="PATH", type=output_file, help="also write the results as JSON"
+    )
+    lr = float_range(0, 10, low_open=True)
+    demo.add_argument("--lr", type=lr, default=d.lr, help=f"Adam step size, default {d.lr}")
+    demo.add_argument("--lambda-max", type=float_range(0, 100), default=d.lambda_max)
+    gamma = float_range(0, 1000, low_open=True)
+    demo.add_argument("--gamma", type=gamma, default=d.gamma, help="DANN schedule steepness")
+    hidden = int_range(1, 4096)
+    demo.add_argument("--hidden", type=hidden, default=d.hidden, help="hidden units per layer")
+    demo.add_argument("--batch-size", type=int_range(1, 4096), default=d.batch_size)
     demo.add_argument("--dtype", choices=["float64", "float32"], default=d.dtype)
     demo.set_defaults(run=_demo)
 
@@ -91,6 +107,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     _bench.add_options(bench)
     bench.set_defaults(run=_bench.run)
+    for command in sub.choices.values():
+        command.set_defaults(command_parser=command)
     return parser
 
 
@@ -146,8 +164,6 @@ def _split(value: str | None) -> list[str] | None:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from gradrev import demo
 
     requested = _split(args.backends) or demo.installed_backends()
@@ -157,24 +173,16 @@ def _demo(args: argparse.Namespace) -> int:
         return 2
     missing = [b for b in requested if b not in demo.installed_backends()]
     if missing:
-        extras = ",".join(missing)
-        print(f'gradrev demo: {", ".join(missing)} not installed: pip install "gradrev[{extras}]"')
+        print(f"gradrev demo: {', '.join(missing)} not installed: {_hints(missing)}")
         return 2
     if not demo.has("numpy"):
-        print('gradrev demo: the demo needs NumPy: pip install "gradrev[demo]"')
+        print(f"gradrev demo: the demo needs NumPy: {pip_command('numpy')}")
         return 2
-    for name, value in (
-        ("--seeds", args.seeds),
-        ("--steps", args.steps),
-        ("--hidden", args.hidden),
-        ("--batch-size", args.batch_size),
-    ):
-        if value < 1:
-            print(f"gradrev demo: {name} must be a positive integer, got {value}")
-            return 2
+    if _broken(requested, "demo"):
+        return 2
     plot = demo.has("matplotlib")
     if not plot:  # said before training, not after it
-        print('no figure: matplotlib is not installed (pip install "gradrev[demo]")', flush=True)
+        print(f"no figure: matplotlib is not installed ({pip_command('matplotlib')})", flush=True)
     config = demo.Config(
         seeds=args.seeds,
         steps=args.steps,
@@ -193,12 +201,16 @@ def _demo(args: argparse.Namespace) -> int:
     progress.close()
     print(report.tables(result))
     result["plot"] = None
-    if plot:
-        result["plot"] = str(report.figure(result, Path(args.out) / "dann_moons.png"))
-        print(f"figure: {result['plot']}")
-    if args.json:
-        report.write_json(result, Path(args.json))
-        print(f"results: {args.json}")
+    try:
+        if plot:
+            result["plot"] = str(report.figure(result, args.out / "dann_moons.png"))
+            print(f"figure: {result['plot']}")
+        if args.json:
+            report.write_json(result, args.json)
+            print(f"results: {args.json}")
+    except OSError as e:  # the folder checked at parse time changed, or a disk filled
+        print(f"gradrev demo: could not write {e.filename or ''}: {e.strerror or e}")
+        return 1
     return 0
 
 
@@ -213,36 +225,74 @@ def _check(args: argparse.Namespace) -> int:
     installed = [name for name in _FRAMEWORKS if demo.has(name)]
     missing = [name for name in backends or [] if name not in installed]
     if missing:
-        extras = ",".join(missing)
-        print(f'gradrev check: {", ".join(missing)} not installed: pip install "gradrev[{extras}]"')
+        print(f"gradrev check: {', '.join(missing)} not installed: {_hints(missing)}")
         return 2
     if not (backends or installed):
-        print('gradrev check: no backend installed; pip install "gradrev[torch]" (or [jax], ...)')
+        print(f"gradrev check: no framework installed. For PyTorch: {pip_command('torch')}")
         return 2
     if not demo.has("numpy"):
-        print('gradrev check: the reference needs NumPy: pip install "gradrev[torch]"')
+        print(f"gradrev check: the reference needs NumPy: {pip_command('numpy')}")
+        return 2
+    if _broken(backends or installed, "check"):
         return 2
     from gradrev import _check
 
     report = _check.run(backends or installed)
     print(_check.table(report))
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(report, f, indent=2)
+        try:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps(report, indent=2))
+        except OSError as e:  # checked at parse time; the folder changed during the run
+            print(f"gradrev check: could not write {args.json}: {e.strerror or e}")
+            return 1
+        print(f"report: {args.json}")
     return 0 if report["ok"] else 1
+
+
+def _hints(frameworks: list[str]) -> str:
+    return "; ".join(pip_command(name) for name in frameworks)
+
+
+def _broken(frameworks: list[str], command: str) -> bool:
+    """Whether importing one of ``frameworks`` fails (a broken install); says which and why."""
+    broken = False
+    for name in frameworks:
+        error = import_error(name)
+        if error:
+            print(f"gradrev {command}: {name} is installed but does not import: {error}")
+            print(f"  reinstall it: {pip_command(name)}")
+            broken = True
+    return broken
+
+
+def import_error(name: str) -> str | None:
+    """Why importing framework ``name`` fails (a broken install), or None if it imports."""
+    module = "mlx.core" if name == "mlx" else name
+    try:
+        importlib.import_module(module)
+    except Exception as e:  # a broken install raises anything: ImportError, OSError, ...
+        return f"{type(e).__name__}: {e}"
+    return None
 
 
 def _info(args: argparse.Namespace) -> int:
     from gradrev import __version__
 
     print(f"gradrev {__version__}, Python {platform.python_version()} on {platform.platform()}")
+    status = 0
     for name in _FRAMEWORKS:
         version = framework_version(name)
         if version is None:
-            print(f'{name:<11} not installed (pip install "gradrev[{name}]")')
+            print(f"{name:<11} not installed ({pip_command(name)})")
+            continue
+        error = import_error(name)
+        if error:
+            print(f"{name:<11} {version:<12} does not import: {error}")
+            status = 1
             continue
         print(f"{name:<11} {version:<12} devices: {', '.join(devices(name))}")
-    return 0
+    return status
 
 
 def framework_version(name: str) -> str | None:

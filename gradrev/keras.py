@@ -18,7 +18,9 @@ from typing import Any
 try:
     import keras
 except ImportError as e:  # pragma: no cover - exercised in a subprocess
-    raise ImportError('gradrev.keras needs Keras 3: pip install "gradrev[tensorflow]"') from e
+    from gradrev._install import missing
+
+    raise missing(__name__, "tensorflow", e) from e
 
 from gradrev import _layer
 

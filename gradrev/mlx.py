@@ -21,7 +21,9 @@ try:
     import mlx.core as mx
     import mlx.nn as nn
 except ImportError as e:  # pragma: no cover - exercised in a subprocess
-    raise ImportError('gradrev.mlx needs MLX: pip install "gradrev[mlx]"') from e
+    from gradrev._install import missing
+
+    raise missing(__name__, "mlx", e) from e
 
 from gradrev import _lambda, _layer, schedules
 from gradrev.backends import mlx as backend

@@ -14,7 +14,12 @@ assert round(grl.lambda_, 4) == 0.0500
 from collections.abc import Callable
 from typing import Any
 
-import torch
+try:
+    import torch
+except ImportError as e:  # pragma: no cover - exercised in a subprocess
+    from gradrev._install import missing
+
+    raise missing(__name__, "torch", e) from e
 
 from gradrev import _layer
 from gradrev.backends import torch as backend

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import math
 import sys
 from typing import Any
 
 try:
     import torch
-    from torch._functorch.utils import unwrap_dead_wrappers
+    from torch._C._functorch import unwrap_if_dead
     from torch.autograd import forward_ad
 except ImportError as e:  # pragma: no cover - exercised in a subprocess
-    raise ImportError('gradrev.backends.torch needs PyTorch: pip install "gradrev[torch]"') from e
+    from gradrev._install import missing
+
+    raise missing(__name__, "torch", e) from e
 
 from gradrev import _lambda
 
@@ -49,10 +52,14 @@ def reverse(x: torch.Tensor, lambda_: float | torch.Tensor = 1.0) -> torch.Tenso
         raise _lambda.wrong_input(x, "gradrev.reverse", "a torch.Tensor")
     if x.layout != torch.strided or x.is_nested:
         raise _not_dense(x)
-    lam = _check_lambda(lambda_, x)
+    compiling = torch.compiler.is_compiling()
+    if type(lambda_) is float and -math.inf < lambda_ < math.inf and not compiling:
+        lam: float | torch.Tensor = lambda_  # the common case, checked in 0.1 µs
+    else:
+        lam = _check_lambda(lambda_, x)
     if not (x.is_floating_point() or x.is_complex()):
         return x  # integers and bools carry no gradient: pass through untouched
-    if torch.compiler.is_compiling():
+    if compiling:
         if forward_ad._current_level >= 0 or torch._C._are_functorch_transforms_active():
             raise _no_compiled_transform()
         if _is_exporting() and not _onnx_exporting():
@@ -60,15 +67,18 @@ def reverse(x: torch.Tensor, lambda_: float | torch.Tensor = 1.0) -> torch.Tenso
         return _GradReverseCompiled.apply(x, lam)  # type: ignore[no-untyped-call,no-any-return]
     if forward_ad._current_level >= 0:
         return _GradReverseDual.apply(x, lam)  # type: ignore[no-untyped-call,no-any-return]
-    if torch._C._are_functorch_transforms_active():
+    if _functorch_active():
         return GradReverse.apply(x, lam)  # type: ignore[no-untyped-call,no-any-return]
     # torch.jit.is_tracing() without its is_scripting() check, which costs 40 ns a call.
-    if torch._C._is_tracing() and not _onnx_exporting():
+    if _is_tracing() and not _onnx_exporting():
         return _recorded(x, lam)
     # Outside torch.func transforms, Function.apply only binds default arguments through
-    # inspect.signature (about 15 µs per call for the setup_context form) and then makes
-    # this very call. Skipping the binding makes the forward 4x cheaper.
-    return _apply_eagerly(*unwrap_dead_wrappers((x, lam)))  # type: ignore[no-untyped-call,no-any-return]
+    # inspect.signature (about 15 µs per call for the setup_context form), unwraps tensors
+    # that a finished torch.func transform left wrapped, and then makes this very call.
+    # Skipping the binding makes the forward 4x cheaper.
+    if isinstance(lam, torch.Tensor):
+        lam = unwrap_if_dead(lam)
+    return _apply_eagerly(unwrap_if_dead(x), lam)  # type: ignore[no-untyped-call,no-any-return]
 
 
 class GradReverse(torch.autograd.Function):
@@ -141,6 +151,9 @@ def _no_compiled_transform() -> RuntimeError:
 
 
 _apply_eagerly = super(torch.autograd.Function, GradReverse).apply
+# Bound once: each saves an attribute lookup on every eager call.
+_functorch_active = torch._C._are_functorch_transforms_active
+_is_tracing = torch._C._is_tracing
 
 
 # Exported programs and TorchScript traces lose an autograd.Function: torch.export records

@@ -6,7 +6,12 @@ import math
 import numbers
 from typing import Any
 
-import torch
+try:
+    import torch
+except ImportError as e:  # pragma: no cover - exercised in a subprocess
+    from gradrev._install import missing
+
+    raise missing(__name__, "torch", e) from e
 
 from gradrev import _lambda
 from gradrev.backends import torch as backend

@@ -20,7 +20,12 @@ assert sorted(grl.state_dict()) == ["alpha"]  # the peer's checkpoint key
 # No `from __future__ import annotations`: torch.jit.script reads the annotations.
 from typing import Any
 
-import torch
+try:
+    import torch
+except ImportError as e:  # pragma: no cover - exercised in a subprocess
+    from gradrev._install import missing
+
+    raise missing(__name__, "torch", e) from e
 
 from gradrev.backends import torch as backend
 from gradrev.compat import _torch

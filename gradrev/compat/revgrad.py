@@ -16,7 +16,12 @@ assert x.grad.tolist() == [-0.5, -0.5]
 # No `from __future__ import annotations`: torch.jit.script reads the annotations.
 from typing import Any
 
-import torch
+try:
+    import torch
+except ImportError as e:  # pragma: no cover - exercised in a subprocess
+    from gradrev._install import missing
+
+    raise missing(__name__, "torch", e) from e
 
 from gradrev.compat import _torch
 

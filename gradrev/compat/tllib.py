@@ -20,15 +20,19 @@ import math
 import numbers
 from typing import Any
 
-import torch
+try:
+    import torch
+except ImportError as e:  # pragma: no cover - exercised in a subprocess
+    from gradrev._install import missing
+
+    raise missing(__name__, "torch", e) from e
 
 try:
     import numpy as np
 except ImportError as e:  # pragma: no cover - exercised in a subprocess
-    raise ImportError(
-        "gradrev.compat.tllib needs NumPy, with which tllib computes its coefficient: "
-        "pip install numpy"
-    ) from e
+    from gradrev._install import missing
+
+    raise missing(__name__, "numpy", e) from e
 
 from gradrev import _lambda
 from gradrev.compat import _torch
