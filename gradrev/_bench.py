@@ -644,8 +644,13 @@ def add_options(parser: argparse.ArgumentParser) -> None:
         help="2^20-element tensors, 5 rounds, torch.compile through aot_eager (no Inductor "
         "compile): about 30 s on 2 cores, up to twice that when other jobs load them",
     )
+    from gradrev._args import output_file
+
     parser.add_argument(
-        "--json", metavar="PATH", help="also write the rows and the machine as JSON"
+        "--json",
+        metavar="PATH",
+        type=output_file,
+        help="also write the rows and the machine as JSON",
     )
 
 
@@ -687,9 +692,10 @@ def run(args: argparse.Namespace) -> int:
         bench_dann_step(rounds, conv_batch=16 if args.quick else 64)
     print(table())
     report = {"machine": machine(), "rows": ROWS}
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(report, f, indent=2)
+    if args.json:  # checked at parse time (gradrev/_args.py); its folders are made here
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(report, indent=2))
+        print(f"report: {args.json}")
     missed = [r for r in ROWS if r["pass"] is False]
     print(f"\n{len(ROWS)} rows, {len(missed)} targets missed")
     for text in NOTES:
