@@ -6,8 +6,8 @@
 Every row is measured in this run and compared with its reference from the same run, in
 interleaved rounds: each round runs every contender once, so drift in the machine's speed
 hits all of them alike, and gives one ratio per round. A row shows the median ratio and the
-spread of the per-round ratios (lowest–highest); its verdict is MISSED only when the whole
-spread is past the target. --strict exits with status 1 if any target is missed.
+spread of the per-round ratios (first to third quartile); its verdict is MISSED only when
+the whole spread is past the target. --strict exits with status 1 if any target is missed.
 
 The anchors, other GRLs measured beside gradrev: pip install -c constraints.txt
 pytorch-revgrad==0.2.0 torch-gradient-reversal==1.0.0 (benchmarks/requirements.txt).
