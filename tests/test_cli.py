@@ -399,3 +399,11 @@ def test_bench_strict_exits_non_zero_on_a_miss(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setattr(_bench, "installed", lambda: ["torch"])
     assert _bench.main(["--only", "eager", "--strict"]) == 1
     assert _bench.main(["--only", "eager"]) == 0
+
+
+def test_bench_refuses_an_unwritable_json_before_running(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    (tmp_path / "afile").write_text("")
+    err = parse_error(capsys, "bench", "--quick", "--json", str(tmp_path / "afile" / "b.json"))
+    assert "usage: gradrev bench" in err and "is not a folder" in err
