@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import math
 import numbers
+import struct
 from typing import Any
 
 from gradrev import _lambda, schedules
@@ -198,6 +199,32 @@ def restored_steps(value: Any, where: str) -> int:
             f"got {number!r}"
         )
     return int(number)
+
+
+def is_rounding_of(value: float, exact: float) -> bool:
+    """Whether ``value`` is λ = ``exact`` cast to float32, bfloat16 or float16.
+
+    A wrapper that casts a layer's λ storage behind its back (FSDP1's ``buffer_dtype``,
+    Keras-on-torch ``model.to(dtype)``) leaves such a value; the layer reads it as ``exact``.
+    """
+    if value == exact or not math.isfinite(exact):
+        return False
+    return value in _roundings(exact)
+
+
+def _roundings(exact: float) -> tuple[float, ...]:
+    try:
+        f32 = struct.unpack("<f", struct.pack("<f", exact))[0]
+    except OverflowError:
+        f32 = math.copysign(math.inf, exact)
+    try:
+        f16 = struct.unpack("<e", struct.pack("<e", exact))[0]
+    except OverflowError:
+        f16 = math.copysign(math.inf, exact)
+    bits = struct.unpack("<I", struct.pack("<f", f32))[0]
+    bits = (bits + 0x7FFF + ((bits >> 16) & 1)) >> 16 << 16  # round to nearest even
+    bf16 = struct.unpack("<f", struct.pack("<I", bits & 0xFFFFFFFF))[0]
+    return f32, f16, bf16
 
 
 def refuse_manual_lambda(where: str) -> ValueError:

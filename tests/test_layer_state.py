@@ -56,6 +56,21 @@ def test_keras_scheduled_layer_without_its_scheduler_warns(kind: Any) -> None:
     assert kind.steps(fresh) == 2
 
 
+def test_keras_on_torch_model_to_half_keeps_lambda(kind: Any) -> None:
+    """Keras on torch: a model is a torch.nn.Module, and model.to(float16) reached λ."""
+    if kind.name != "keras" or kind.backend != "torch":
+        pytest.skip("Keras on torch")
+    import torch
+
+    layer = kind.make(0.3)
+    inp = kind.keras.Input((3,))
+    kind.keras.Model(inp, layer(inp)).to(torch.float16)
+    assert kind.get(layer) == 0.3  # 0b3caed: 0.300048828125
+    x = torch.ones(3, dtype=torch.float32, requires_grad=True)
+    layer(x).sum().backward()
+    assert x.grad.tolist() == [-np.float32(0.3)] * 3
+
+
 @pytest.mark.slow
 def test_keras_steps_per_execution_counts_the_batches_run(kind: Any) -> None:
     """7 batches, k = 3, 2 epochs: 14 steps (Keras reports index 8 for the last call's one)."""
