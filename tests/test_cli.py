@@ -366,3 +366,11 @@ def test_demo_runs_with_random_accepted_numbers(tmp_path: Path) -> None:
         assert list(json.loads(out.read_text())["results"]) == ["torch"]
 
     run()
+
+
+def test_bench_refuses_an_unwritable_json_before_running(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    (tmp_path / "afile").write_text("")
+    err = parse_error(capsys, "bench", "--quick", "--json", str(tmp_path / "afile" / "b.json"))
+    assert "usage: gradrev bench" in err and "is not a folder" in err

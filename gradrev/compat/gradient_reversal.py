@@ -52,10 +52,12 @@ class GradientReversalLayer(torch.nn.Module):
             return torch.ops.gradrev.reverse_lambda_tensor(x, self.alpha)  # type: ignore[no-any-return]
         return backend.reverse(x, self.alpha)
 
-    @torch.no_grad()
     def set_alpha(self, alpha: float) -> None:
-        """Set α in place (the buffer keeps its dtype and device)."""
-        self.alpha.fill_(_torch.finite_float(alpha, "GradientReversalLayer.set_alpha"))
+        """Set α (the buffer keeps its dtype and device); a backward already recorded keeps
+        the α its forward saw, eagerly and under `torch.compile`, as the peer's does."""
+        value = _torch.finite_float(alpha, "GradientReversalLayer.set_alpha")
+        # A new tensor, not fill_(): the forward saved the old one for its backward.
+        self.alpha = torch.tensor(value, dtype=self.alpha.dtype, device=self.alpha.device)
 
     def extra_repr(self) -> str:
         return f"alpha={float(self.alpha):.4f}"
