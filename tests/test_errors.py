@@ -411,3 +411,32 @@ def test_the_dispatch_cache_does_not_keep_classes_alive() -> None:
     assert len(_dispatch._BACKEND_FOR_TYPE) == strong
     assert sum(r() is not None for r in refs) <= 1
     assert len(_dispatch._BACKEND_FOR_SUBCLASS) <= 1
+
+
+# -- The sign of λ: any finite λ, documented in docs/semantics.md --------------------------------
+
+
+def _lambda_grad(backend: Any, g: np.ndarray, lam: Any) -> np.ndarray:
+    x = backend.tensor(np.zeros_like(g))
+    return backend.vjp(lambda a: gradrev.reverse(a, lam), x, backend.tensor(g))  # type: ignore[no-any-return]
+
+
+@pytest.mark.parametrize("form", ["number", "tensor"])
+def test_negative_lambda_scales_without_reversing(backend: Any, form: str) -> None:
+    """The decided rule: λ < 0 is allowed and gives g·|λ| (no reversal), in every framework."""
+    g = np.array([1.0, -3.0, 0.5, 0.0], np.float32)
+    lam = -0.5 if form == "number" else backend.scalar(-0.5, "float32")
+    got = _lambda_grad(backend, g, lam)
+    assert got.tolist() == [0.5, -1.5, 0.25, 0.0]
+    assert not np.signbit(got[3])  # 0.0 · 0.5 is +0.0
+
+
+@pytest.mark.parametrize("form", ["number", "tensor"])
+def test_zero_lambda_blocks_the_gradient_with_signed_zeros(backend: Any, form: str) -> None:
+    """λ = 0 gives g · −0.0: zeros of the opposite sign, NaN for ±inf (as PyTorch computes)."""
+    g = np.array([2.0, -3.0, np.inf], np.float32)
+    lam = 0.0 if form == "number" else backend.scalar(0.0, "float32")
+    got = _lambda_grad(backend, g, lam)
+    assert got[:2].tolist() == [0.0, 0.0]
+    assert np.signbit(got[0]) and not np.signbit(got[1])
+    assert np.isnan(got[2])
