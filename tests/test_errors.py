@@ -183,3 +183,137 @@ def test_dispatch_cache_is_untouched_by_an_unknown_type() -> None:
     with pytest.raises(TypeError):
         gradrev.reverse(object(), 1.0)
     assert object not in _dispatch._BACKEND_FOR_TYPE
+
+
+# -- The raw operators torch.ops.gradrev.* (issue 20) ------------------------------------------
+
+
+def _raw_op_grad(op: Any, lam: Any) -> Any:
+    torch = pytest.importorskip("torch")
+    x = torch.ones(3, requires_grad=True)
+    op(x, lam).sum().backward()
+    return x.grad
+
+
+@pytest.mark.parametrize(
+    ("lam", "error", "match"),
+    [
+        ("ones21", ValueError, r"must be a scalar"),
+        ("ones3", ValueError, r"must be a scalar"),
+        ("int", TypeError, r"0-d floating torch tensor, got a torch.Tensor of shape \(\)"),
+        ("meta", ValueError, r"lambda_ is on device meta, but x is on device cpu"),
+    ],
+)
+def test_raw_tensor_operator_checks_lambda(lam: str, error: type, match: str) -> None:
+    """Was: a (2, 1) λ gave the gradient [-2, -2, -2]; int and (3,) λ were accepted; a meta λ
+    failed at backward with torch's error."""
+    torch = pytest.importorskip("torch")
+    import gradrev.backends.torch  # noqa: F401  (registers the operators)
+
+    value = {
+        "ones21": torch.ones(2, 1),
+        "ones3": torch.ones(3),
+        "int": torch.tensor(2),
+        "meta": torch.tensor(2.0, device="meta"),
+    }[lam]
+    with pytest.raises(error, match=r"torch.ops.gradrev.reverse_lambda_tensor: .*" + match):
+        _raw_op_grad(torch.ops.gradrev.reverse_lambda_tensor, value)
+
+
+@pytest.mark.parametrize("lam", [float("nan"), float("inf"), -float("inf")])
+def test_raw_float_operator_refuses_non_finite_lambda(lam: float) -> None:
+    torch = pytest.importorskip("torch")
+    import gradrev.backends.torch  # noqa: F401
+
+    with pytest.raises(ValueError, match=r"torch.ops.gradrev.reverse: lambda_ must be finite"):
+        _raw_op_grad(torch.ops.gradrev.reverse, lam)
+
+
+def test_raw_operators_still_give_the_canonical_gradient() -> None:
+    torch = pytest.importorskip("torch")
+    import gradrev.backends.torch  # noqa: F401
+
+    assert _raw_op_grad(torch.ops.gradrev.reverse, 0.5).tolist() == [-0.5] * 3
+    got = _raw_op_grad(torch.ops.gradrev.reverse_lambda_tensor, torch.tensor(0.5))
+    assert got.tolist() == [-0.5] * 3
+
+
+def test_exported_program_checks_a_lambda_input() -> None:
+    """Was: an exported program with λ as an input accepted a λ of shape (3,)."""
+    torch = pytest.importorskip("torch")
+    from gradrev.backends.torch import reverse
+
+    class Model(torch.nn.Module):
+        def forward(self, x: Any, lam: Any) -> Any:
+            return reverse(x, lam)
+
+    program = torch.export.export(Model(), (torch.ones(3), torch.tensor(0.5))).module()
+    with pytest.raises(ValueError, match=r"reverse_lambda_tensor: lambda_ must be a scalar"):
+        program(torch.ones(3), torch.ones(3))
+    x = torch.ones(3, requires_grad=True)
+    program(x, torch.tensor(0.25)).sum().backward()
+    assert x.grad.tolist() == [-0.25] * 3
+
+
+def test_fx_graph_checks_a_lambda_argument() -> None:
+    """Was: an fx graph that takes λ as an argument accepted NaN."""
+    torch = pytest.importorskip("torch")
+    from gradrev.backends.torch import reverse
+
+    class Model(torch.nn.Module):
+        def forward(self, x: Any, lam: Any) -> Any:
+            return reverse(x, lam)
+
+    graph = torch.fx.symbolic_trace(Model())
+    with pytest.raises(ValueError, match=r"torch.ops.gradrev.reverse: lambda_ must be finite"):
+        graph(torch.ones(3), float("nan"))
+
+
+def test_forward_mode_through_an_exported_program_is_refused() -> None:
+    """Was: torch.func.jvp through an exported program gave a zero tangent, silently."""
+    torch = pytest.importorskip("torch")
+    from torch.autograd import forward_ad
+
+    from gradrev.backends.torch import reverse
+
+    class Model(torch.nn.Module):
+        def forward(self, x: Any) -> Any:
+            return reverse(x, torch.tensor(0.5))
+
+    program = torch.export.export(Model(), (torch.ones(3),)).module()
+    with pytest.raises(RuntimeError, match=r"forward-mode AD .* is not supported"):
+        torch.func.jvp(program, (torch.ones(3),), (torch.ones(3),))
+    with forward_ad.dual_level(), pytest.raises(RuntimeError, match=r"forward-mode AD"):
+        torch.ops.gradrev.reverse(forward_ad.make_dual(torch.ones(3), torch.ones(3)), 0.5)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("transform", ["grad", "vjp", "vmap", "jvp"])
+def test_torch_func_transforms_inside_torch_compile_are_never_silent(transform: str) -> None:
+    """Was: TorchDynamo ignored the reversal under torch.func transforms: grad, vjp and a vmap
+    followed by backward gave +g, jvp gave +t. Now fullgraph=True refuses with gradrev's
+    message, and without it Dynamo falls back to eager, which is right."""
+    torch = pytest.importorskip("torch")
+    from gradrev.backends.torch import reverse
+
+    def fn(x: Any) -> Any:
+        if transform == "grad":
+            return torch.func.grad(lambda a: reverse(a, 0.5).sum())(x)
+        if transform == "vjp":
+            return torch.func.vjp(lambda a: reverse(a, 0.5), x)[1](torch.ones(2))[0]
+        if transform == "jvp":
+            return torch.func.jvp(lambda a: reverse(a, 0.5), (x,), (torch.ones(2),))[1]
+        return torch.func.vmap(lambda a: reverse(a, 0.5))(x)
+
+    def run(fullgraph: bool) -> Any:
+        torch._dynamo.reset()
+        x = torch.ones(2, requires_grad=True)
+        y = torch.compile(fn, fullgraph=fullgraph)(x)
+        if transform != "vmap":
+            return y
+        y.sum().backward()
+        return x.grad
+
+    with pytest.raises(Exception, match=r"gradrev.reverse: torch.func transforms"):
+        run(fullgraph=True)
+    assert run(fullgraph=False).tolist() == [-0.5, -0.5]
