@@ -108,7 +108,7 @@ def test_cli_hints_name_real_packages(
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2, proc.stdout + proc.stderr
-    hint = proc.stdout.split("not installed: ", 1)[1]
+    hint = proc.stdout.split("not installed:", 1)[1].strip()
     assert hint.startswith("pip install ") and wanted in hint, hint
     assert "gradrev[" not in proc.stdout
 
