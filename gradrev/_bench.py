@@ -6,8 +6,8 @@
 Every row is measured in this run and compared with its reference from the same run, in
 interleaved rounds: each round runs every contender once, so drift in the machine's speed
 hits all of them alike, and gives one ratio per round. A row shows the median ratio and the
-spread of the per-round ratios (lowest–highest); its verdict is MISSED only when the whole
-spread is past the target. --strict exits with status 1 if any target is missed.
+spread of the per-round ratios (first to third quartile); its verdict is MISSED only when
+the whole spread is past the target. --strict exits with status 1 if any target is missed.
 
 The anchors, other GRLs measured beside gradrev: pip install -c constraints.txt
 pytorch-revgrad==0.2.0 torch-gradient-reversal==1.0.0 (benchmarks/requirements.txt).
@@ -81,8 +81,13 @@ def add_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--strict", action="store_true", help="exit with status 1 if any target is missed"
     )
+    from gradrev._args import output_file
+
     parser.add_argument(
-        "--json", metavar="PATH", help="also write the rows and the machine as JSON"
+        "--json",
+        metavar="PATH",
+        type=output_file,
+        help="also write the rows and the machine as JSON",
     )
 
 
@@ -133,9 +138,10 @@ def run(args: argparse.Namespace) -> int:
     if "dann" in only and "torch" in frameworks:
         torch_sections.bench_dann_step(rounds, conv_batch=16 if quick else 64)
     print(table())
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"machine": machine(), "rows": ROWS}, f, indent=2)
+    if args.json:  # checked at parse time (gradrev/_args.py); its folders are made here
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({"machine": machine(), "rows": ROWS}, indent=2))
+        print(f"report: {args.json}")
     missed = [r for r in ROWS if r["pass"] is False]
     print(f"\n{len(ROWS)} rows, {len(missed)} targets missed (the whole spread past the target)")
     for text in NOTES:

@@ -2,9 +2,9 @@
 
 A row compares a contender with a reference timed in the same rounds. Each round runs every
 contender once, so a change in the machine's speed hits all of them alike, and each round
-gives one ratio. The row shows the median ratio and the spread of the per-round ratios, and
-its verdict is "MISSED" only when the whole spread is past the target: one slow round on a
-shared machine cannot flip a verdict.
+gives one ratio. The row shows the median ratio and the spread of the per-round ratios (the
+middle half of them: first to third quartile), and its verdict is "MISSED" only when the
+whole spread is past the target: a few slow rounds on a shared machine cannot flip a verdict.
 """
 
 from __future__ import annotations
@@ -71,6 +71,14 @@ def ratios(samples: dict[str, list[float]], name: str, ref: str) -> list[float]:
     return [a / b for a, b in zip(samples[name], samples[ref])]
 
 
+def quartiles(values: list[float]) -> tuple[float, float]:
+    """The first and third quartiles: the middle half of the values."""
+    if len(values) < 2:
+        return values[0], values[0]
+    q1, _, q3 = statistics.quantiles(values, n=4, method="inclusive")
+    return q1, q3
+
+
 def row(
     section: str,
     case: str,
@@ -112,12 +120,12 @@ def compare(
 ) -> None:
     """A row for ``name`` against ``ref``: median ratio, its spread, and a verdict.
 
-    Missed only when the whole spread is past ``limit`` (every round slower than it).
+    Missed only when the whole spread is past ``limit`` (three quarters of the rounds).
     """
     each = ratios(samples, name, ref)
     value = median(samples[name]) / per_call * scale
-    ratio = median(samples[name]) / median(samples[ref])
-    spread = (min(each), max(each))
+    ratio = median(each)
+    spread = quartiles(each)
     if limit is None:
         row(section, case, value, unit, ref, ratio, target or "", None, spread)
         return

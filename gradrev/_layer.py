@@ -263,7 +263,7 @@ def decode(data: bytes, where: str) -> Any:
         return None
     try:
         saved = json.loads(text)
-    except ValueError as e:
+    except (ValueError, RecursionError) as e:  # RecursionError: nesting deeper than json reads
         raise ValueError(f"{where}: the restored schedule config is not gradrev's: {text!r}") from e
     if isinstance(saved, dict) and "unsaved" in saved:
         raise TypeError(

@@ -21,6 +21,10 @@ __all__ = ["is_tensor", "reverse"]
 
 _FRAMEWORK = "jax"
 _REDUCED = (jnp.dtype(jnp.float16), jnp.dtype(jnp.bfloat16))
+# The dtypes PyTorch computes grad * -λ in; float8 and float4 have no PyTorch arithmetic.
+_DTYPES = frozenset(
+    map(jnp.dtype, ("float16", "bfloat16", "float32", "float64", "complex64", "complex128"))
+)
 
 
 def is_tensor(x: Any) -> bool:
@@ -52,6 +56,8 @@ def reverse(x: jax.Array, lambda_: float | jax.Array = 1.0) -> jax.Array:
     if not jnp.issubdtype(dtype, jnp.inexact):
         _neg_lambda(lambda_, jnp.dtype(jnp.float32))  # still reject a bad λ
         return x  # integers and bools carry no gradient: pass through untouched
+    if dtype not in _DTYPES:
+        raise _lambda.unsupported_dtype(dtype.name, "gradrev.reverse")
     if not isinstance(x, jax.core.Tracer):
         # A concrete array outside every transform has no gradient to reverse: the forward
         # is the identity, and only λ needs checking.
@@ -84,6 +90,11 @@ _reverse_jit = jax.jit(_reverse)
 def _scale(g: jax.Array, neg_lambda: jax.Array) -> jax.Array:
     """``g * neg_lambda`` computed in PyTorch's opmath (float32 for float16 and bfloat16)."""
     if g.dtype in _REDUCED:
+        # Under jit, XLA may hand over a float16/bfloat16 g that a fused op upstream (a
+        # matmul) kept in float32 ("excess precision"), and the convert below would use
+        # those extra bits. Rounding to g's own precision first gives PyTorch's bits.
+        info = jnp.finfo(g.dtype)  # type: ignore[no-untyped-call]
+        g = jax.lax.reduce_precision(g, exponent_bits=info.nexp, mantissa_bits=info.nmant)
         return (g.astype(jnp.float32) * neg_lambda).astype(g.dtype)
     return g * neg_lambda
 

@@ -47,7 +47,7 @@ def reverse(x: mx.array, lambda_: float | mx.array = 1.0) -> mx.array:
     if isinstance(lambda_, mx.array):
         return _apply(x, _neg_lambda(lambda_, _opmath(x.dtype)))
     value = -_lambda.as_float(lambda_, "gradrev.reverse", _FRAMEWORK)
-    return cast(mx.array, _reverse_by(value, math.copysign(1.0, value), _opmath(x.dtype))(x))
+    return cast(mx.array, _reverse_by(value, math.copysign(1.0, value), x.dtype)(x))
 
 
 @mx.custom_function
@@ -90,7 +90,18 @@ def _scale(g: mx.array, neg_lambda: mx.array) -> mx.array:
     """``g * neg_lambda`` computed in PyTorch's opmath (float32 for float16 and bfloat16)."""
     if g.dtype in _REDUCED:
         return (g.astype(mx.float32) * neg_lambda).astype(g.dtype)
+    if g.dtype == mx.complex64:
+        return _complex_scale(g, neg_lambda)
     return g * neg_lambda
+
+
+def _complex_scale(g: mx.array, c: mx.array) -> mx.array:
+    """PyTorch's complex ``g * c``, with c real taken as the complex c + 0j: (a + bi)(c + 0i) is
+    (ac - b·0) + (a·0 + bc)i. MLX scales each component alone, which differs where a or b
+    is infinite or NaN ((inf+infj)·-0.3 is nan+nanj in PyTorch) and in some signs of zero."""
+    a, b = mx.real(g), mx.imag(g)
+    parts = mx.stack([a * c - b * 0.0, a * 0.0 + b * c], axis=-1)
+    return parts.view(mx.complex64).squeeze(-1)
 
 
 def _opmath(dtype: mx.Dtype) -> mx.Dtype:
@@ -102,11 +113,11 @@ def _opmath(dtype: mx.Dtype) -> mx.Dtype:
 
 @functools.lru_cache(maxsize=256)
 def _reverse_by(value: float, sign: float, dtype: mx.Dtype) -> Any:
-    """The reversal by the constant λ = -value, made once per value (the sign is in the key:
-    0.0 == -0.0). With λ closed over, x is the only primal, which makes mx.grad through it
-    about a third cheaper than through ``_reverse(x, neg_lambda)``."""
+    """The reversal of an x of ``dtype`` by the constant λ = -value, made once per value (the
+    sign is in the key: 0.0 == -0.0). With λ closed over, x is the only primal, which makes
+    mx.grad through it about a third cheaper than through ``_reverse(x, neg_lambda)``."""
     # mx.array rounds a Python float to float32 to nearest even, as PyTorch and NumPy do.
-    neg_lambda = mx.array(value, dtype)
+    neg_lambda = mx.array(value, _opmath(dtype))
 
     @mx.custom_function
     def reverse_by(x: mx.array) -> mx.array:

@@ -21,6 +21,8 @@ __all__ = ["is_tensor", "reverse"]
 
 _FRAMEWORK = "tensorflow"
 _REDUCED = (tf.float16, tf.bfloat16)
+# The dtypes PyTorch computes grad * -λ in; float8 has no PyTorch arithmetic.
+_DTYPES = frozenset((tf.float16, tf.bfloat16, tf.float32, tf.float64, tf.complex64, tf.complex128))
 
 
 def is_tensor(x: Any) -> bool:
@@ -47,6 +49,8 @@ def reverse(x: tf.Tensor, lambda_: float | tf.Tensor = 1.0) -> tf.Tensor:
     if not (x.dtype.is_floating or x.dtype.is_complex):
         _neg_lambda(lambda_, tf.float32)  # still reject a bad λ
         return x  # integers and bools carry no gradient: pass through untouched
+    if x.dtype not in _DTYPES:
+        raise _lambda.unsupported_dtype(x.dtype.name, "gradrev.reverse")
     neg_lambda = _neg_lambda(lambda_, _opmath(x.dtype))
     if tf.executing_eagerly():
         # Eagerly, only tapes and accumulators can take the gradient, and they read the

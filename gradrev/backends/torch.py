@@ -21,6 +21,10 @@ __all__ = ["GradReverse", "is_tensor", "reverse"]
 
 _FRAMEWORK = "torch"
 _REDUCED = (torch.float16, torch.bfloat16)
+# The dtypes PyTorch computes grad * -λ in; float8 and complex32 have no CPU arithmetic.
+_DTYPES = frozenset(
+    (torch.float16, torch.bfloat16, torch.float32, torch.float64, torch.complex64, torch.complex128)
+)
 
 
 def is_tensor(x: Any) -> bool:
@@ -56,9 +60,11 @@ def reverse(x: torch.Tensor, lambda_: float | torch.Tensor = 1.0) -> torch.Tenso
     if type(lambda_) is float and -math.inf < lambda_ < math.inf and not compiling:
         lam: float | torch.Tensor = lambda_  # the common case, checked in 0.1 µs
     else:
-        lam = _check_lambda(lambda_, x)
+        lam = _check_lambda_traced(lambda_, x) if compiling else _check_lambda(lambda_, x)
     if not (x.is_floating_point() or x.is_complex()):
         return x  # integers and bools carry no gradient: pass through untouched
+    if x.dtype not in _DTYPES:
+        raise _lambda.unsupported_dtype(str(x.dtype).removeprefix("torch."), "gradrev.reverse")
     if compiling:
         if forward_ad._current_level >= 0 or torch._C._are_functorch_transforms_active():
             raise _no_compiled_transform()
@@ -272,6 +278,17 @@ def _check_lambda(lambda_: Any, x: torch.Tensor) -> float | torch.Tensor:
         # disguise), which fails the numbers.Real test that the same scalar passes eagerly.
         return torch.as_tensor(lambda_, dtype=torch.float64, device=x.device)
     return _lambda.as_float(lambda_, "gradrev.reverse", _FRAMEWORK)
+
+
+def _check_lambda_traced(lambda_: Any, x: torch.Tensor) -> float | torch.Tensor:
+    """``_check_lambda`` under TorchDynamo. An error raised while tracing reaches the user of
+    ``torch.compile(fullgraph=True)`` as "Unsupported: Observed exception", with gradrev's
+    message only in its debug context; a failed ``torch._assert`` surfaces its own text."""
+    try:
+        return _check_lambda(lambda_, x)
+    except (TypeError, ValueError) as e:
+        torch._assert(False, str(e))  # type: ignore[no-untyped-call]
+        raise
 
 
 def _wrong_device(lambda_: torch.Tensor, x: torch.Tensor, where: str) -> ValueError:

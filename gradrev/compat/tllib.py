@@ -35,7 +35,6 @@ except ImportError as e:  # pragma: no cover - exercised in a subprocess
     raise missing(__name__, "numpy", e) from e
 
 from gradrev import _lambda
-from gradrev.backends import torch as backend
 from gradrev.compat import _torch
 
 __all__ = ["GradientReverseFunction", "GradientReverseLayer", "WarmStartGradientReverseLayer"]
@@ -50,8 +49,13 @@ class GradientReverseFunction:
 
     @staticmethod
     def apply(input: torch.Tensor, coeff: Any = 1.0) -> torch.Tensor:
-        lam = _torch.as_lambda(coeff, "gradrev.compat.tllib.GradientReverseFunction")
-        return backend.reverse(input, lam).clone()
+        where = "gradrev.compat.tllib.GradientReverseFunction"
+        if isinstance(input, torch.Tensor) and not (
+            input.is_floating_point() or input.is_complex()
+        ):
+            _torch.as_lambda(coeff, where)
+            return input * 1.0  # tllib's forward: an integer input becomes float32
+        return _torch.reverse(input, coeff, where).clone()
 
 
 class GradientReverseLayer(torch.nn.Module):
@@ -59,6 +63,13 @@ class GradientReverseLayer(torch.nn.Module):
 
     def forward(self, *input: Any) -> torch.Tensor:
         return GradientReverseFunction.apply(*input)
+
+    def __prepare_scriptable__(self) -> Any:
+        raise _torch.no_script(
+            "gradrev.compat.tllib.GradientReverseLayer",
+            "tllib",
+            "gradrev.torch.GradientReversal(lambda_)",
+        )
 
 
 class WarmStartGradientReverseLayer(torch.nn.Module):
@@ -97,6 +108,14 @@ class WarmStartGradientReverseLayer(torch.nn.Module):
     def step(self) -> None:
         """Increase ``iter_num`` by 1."""
         self.iter_num += 1
+
+    def __prepare_scriptable__(self) -> Any:
+        raise _torch.no_script(
+            "gradrev.compat.tllib.WarmStartGradientReverseLayer",
+            "tllib",
+            "gradrev.torch.GradientReversal(schedule=schedules.warm_start(lo, hi, alpha, "
+            "max_iters, clamp=False))",
+        )
 
     def _coeff(self) -> float:
         where = "gradrev.compat.tllib.WarmStartGradientReverseLayer"
