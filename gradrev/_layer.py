@@ -137,7 +137,7 @@ def check_lambda(value: Any, where: str) -> float:
         raise TypeError(
             f"{where}: lambda_ must be a real Python number, got {_lambda.describe(value)}"
         )
-    return _finite(value, where)
+    return _lambda.finite(value, where)
 
 
 def lambda_at(schedule: Any, step: int, where: str) -> float:
@@ -150,7 +150,7 @@ def lambda_at(schedule: Any, step: int, where: str) -> float:
             f"{where}: schedule({step}) must return a real number (a Python float or a 0-d "
             f"floating tensor), got {_lambda.describe(value)}"
         )
-    return _finite(value, f"{where}: schedule({step})")
+    return _lambda.finite(value, f"{where}: schedule({step})")
 
 
 def next_step(steps: int, where: str) -> int:
@@ -176,23 +176,22 @@ def fit_storage(value: float, dtype: str, where: str) -> float:
 def restored_lambda(value: Any, dtype: str, where: str) -> float:
     """A λ read from a checkpoint or weights (any real scalar, any dtype): checked as the
     constructor checks it, returned as a float."""
+    number = _restored_number(value, "λ", where)
+    return fit_storage(_lambda.finite(number, f"{where}: the restored λ"), dtype, where)
+
+
+def _restored_number(value: Any, what: str, where: str) -> float:
     try:
-        number = float(value)
+        return float(value)
     except (TypeError, ValueError) as e:
         raise TypeError(
-            f"{where}: the restored λ must be one real number, got {_lambda.describe(value)}"
+            f"{where}: the restored {what} must be one real number, got {_lambda.describe(value)}"
         ) from e
-    return fit_storage(_finite(number, f"{where}: the restored λ"), dtype, where)
 
 
 def restored_steps(value: Any, where: str) -> int:
     """A step count read from a checkpoint: a whole number in [0, 2**31 - 1], never rounded."""
-    try:
-        number = float(value)
-    except (TypeError, ValueError) as e:
-        raise TypeError(
-            f"{where}: the restored step count must be one integer, got {_lambda.describe(value)}"
-        ) from e
+    number = _restored_number(value, "step count", where)
     if not (number.is_integer() and 0 <= number <= MAX_STEPS):
         raise ValueError(
             f"{where}: the restored step count must be a whole number in [0, {MAX_STEPS}], "
@@ -281,22 +280,6 @@ def check_saveable(schedule: Any) -> dict[str, Any] | None:
 
 def schedule_from_config(config: dict[str, Any] | None) -> Any:
     return None if config is None else schedules.from_dict(config)
-
-
-def _finite(value: Any, where: str) -> float:
-    try:
-        result = float(value)
-    except OverflowError:  # an int beyond the float range, e.g. 10**400
-        raise ValueError(
-            f"{where}: lambda_ must be finite, got {_lambda.describe(value)}, "
-            "which overflows a float64"
-        ) from None
-    if not math.isfinite(result):
-        raise ValueError(
-            f"{where}: lambda_ must be finite, got {result!r}; "
-            "a NaN or infinite λ would silently poison every gradient"
-        )
-    return result
 
 
 def _is_real_scalar_tensor(value: Any) -> bool:
