@@ -124,7 +124,7 @@ def compare(
     """
     each = ratios(samples, name, ref)
     value = median(samples[name]) / per_call * scale
-    ratio = median(samples[name]) / median(samples[ref])
+    ratio = median(each)
     spread = quartiles(each)
     if limit is None:
         row(section, case, value, unit, ref, ratio, target or "", None, spread)

@@ -28,8 +28,24 @@ from typing import Any, Protocol
 import numpy as np
 
 from gradrev import _dispatch, _reference
+from gradrev._layer_harness import (
+    LAYER_CHECKS,
+    LayerAdapter,
+    LayerCertificate,
+    LayerCheckError,
+    certify_layer,
+    run_layer_check,
+)
 
 __all__ = ["CHECKS", "Adapter", "Certificate", "CertificationError", "certify", "run_check"]
+__all__ += [  # the layer conformance harness (gradrev/_layer_harness.py)
+    "LAYER_CHECKS",
+    "LayerAdapter",
+    "LayerCertificate",
+    "LayerCheckError",
+    "certify_layer",
+    "run_layer_check",
+]
 
 DTYPES = ("float16", "bfloat16", "float32", "float64")
 COMPLEX_DTYPES = ("complex64", "complex128")

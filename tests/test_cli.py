@@ -67,7 +67,10 @@ def test_bench_quick_writes_json(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     report = json.loads(out.read_text())
     sections = {r["section"].split(",")[0] for r in report["rows"]}
-    assert {"dispatch: gradrev.reverse vs the backend function"} <= sections
+    assert {"dispatch: what gradrev.reverse adds to the backend function"} <= sections
+    assert {f"{fw} eager" for fw in ("torch", "jax", "tensorflow", "mlx") if installed(fw)} <= {
+        s.split(",")[0] for s in sections
+    }
     if installed("torch"):  # the saved-bytes section measures torch's autograd graph
         saved = [r for r in report["rows"] if r["case"] == "gradrev" and r["unit"] == "bytes"]
         assert saved and saved[0]["value"] == 0  # nothing saved for backward: not a timing
@@ -366,6 +369,36 @@ def test_demo_runs_with_random_accepted_numbers(tmp_path: Path) -> None:
         assert list(json.loads(out.read_text())["results"]) == ["torch"]
 
     run()
+
+
+def test_bench_verdict_is_missed_only_when_the_whole_spread_is_past_the_target() -> None:
+    """Per-round ratios: a row misses only when its first quartile is past the target."""
+    from gradrev import _bench_core as core
+
+    core.ROWS.clear()
+    ref = [1.0] * 8
+    straddles = [1.0, 1.1, 1.1, 1.3, 1.3, 1.3, 1.4, 1.5]  # median 1.3, first quartile 1.1
+    past = [1.3, 1.3, 1.35, 1.4, 1.4, 1.5, 1.5, 1.6]
+    core.compare("s", "straddles", {"a": straddles, "r": ref}, "a", "r", 1.2)
+    core.compare("s", "past", {"a": past, "r": ref}, "a", "r", 1.2)
+    straddling, missed = core.ROWS
+    assert straddling["pass"] is True and straddling["spread"][0] <= 1.2 < straddling["ratio"]
+    assert missed["pass"] is False and missed["spread"][0] > 1.2
+    text = core.table()
+    assert "ratio" in text and "spread" in text and "target" in text and "MISSED" in text
+    core.ROWS.clear()
+
+
+def test_bench_strict_exits_non_zero_on_a_miss(monkeypatch: pytest.MonkeyPatch) -> None:
+    from gradrev import _bench, _bench_core
+
+    def fake_eager(framework: str, rounds: int) -> None:
+        _bench_core.row("eager", framework, 1.0, "µs", "x", 2.0, "≤ 1.00×", False, (2.0, 2.0))
+
+    monkeypatch.setattr("gradrev._bench_eager.bench_eager", fake_eager)
+    monkeypatch.setattr(_bench, "installed", lambda: ["torch"])
+    assert _bench.main(["--only", "eager", "--strict"]) == 1
+    assert _bench.main(["--only", "eager"]) == 0
 
 
 def test_bench_refuses_an_unwritable_json_before_running(
