@@ -182,7 +182,7 @@ def _demo(args: argparse.Namespace) -> int:
         return 2
     plot = demo.has("matplotlib")
     if not plot:  # said before training, not after it
-        print(f"no figure: matplotlib is not installed ({pip_command('matplotlib')})", flush=True)
+        print(f"no figure: matplotlib is not installed: {pip_command('matplotlib')}", flush=True)
     config = demo.Config(
         seeds=args.seeds,
         steps=args.steps,
@@ -251,7 +251,7 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _hints(frameworks: list[str]) -> str:
-    return "; ".join(pip_command(name) for name in frameworks)
+    return "".join(f"\n  {pip_command(name)}" for name in frameworks)  # one command a line
 
 
 def _broken(frameworks: list[str], command: str) -> bool:
@@ -284,7 +284,7 @@ def _info(args: argparse.Namespace) -> int:
     for name in _FRAMEWORKS:
         version = framework_version(name)
         if version is None:
-            print(f"{name:<11} not installed ({pip_command(name)})")
+            print(f"{name:<11} not installed: {pip_command(name)}")
             continue
         error = import_error(name)
         if error:

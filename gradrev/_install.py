@@ -62,11 +62,8 @@ def pip_command(extra: str) -> str:
     commands = [f'pip install "{torch[0]}" --index-url {TORCH_CPU_INDEX}'] if torch else []
     if rest:
         commands.append("pip install " + " ".join(rest))
-    note = (
-        " (--index-url: the CPU build; without it pip gets the CUDA build on Linux)"
-        if torch
-        else ""
-    )
+    # A shell comment: the line, copied whole, still runs.
+    note = "  # the CPU build; without --index-url, pip gets CUDA on Linux" if torch else ""
     return " && ".join(commands) + note
 
 

@@ -45,7 +45,11 @@ def _short_repr(value: Any) -> str:
 
 
 def as_float(lambda_: Any, where: str, framework: str) -> float:
-    """Validate a Python-number λ and return it as a finite float."""
+    """Validate a Python-number λ and return it as a finite float.
+
+    The sign rule (docs/semantics.md): any finite λ is accepted. λ > 0 reverses and scales,
+    λ = 0 blocks (the gradient is g · −0.0), λ < 0 scales by |λ| without reversing.
+    """
     if type(lambda_) is float and -math.inf < lambda_ < math.inf:
         return lambda_  # the common case, without the numbers.Real ABC check (1 µs)
     if isinstance(lambda_, bool) or not isinstance(lambda_, numbers.Real):
@@ -53,6 +57,12 @@ def as_float(lambda_: Any, where: str, framework: str) -> float:
             f"{where}: lambda_ must be {ACCEPTED.format(framework=framework)}, "
             f"got {describe(lambda_)}"
         )
+    return finite(lambda_, where)
+
+
+def finite(lambda_: Any, where: str) -> float:
+    """A real number as a finite float, or gradrev's ValueError: the one finiteness check that
+    the backends, the layers (every entry path of their λ state) and restores share."""
     try:
         value = float(lambda_)
     except OverflowError:  # an int beyond the float range, e.g. 10**400

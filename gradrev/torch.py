@@ -28,7 +28,6 @@ from gradrev.backends import torch as backend
 __all__ = ["GradientReversal"]
 
 _WHERE = "gradrev.torch.GradientReversal"
-_NARROW = (torch.float32, torch.bfloat16, torch.float16)
 
 
 class GradientReversal(_layer.LambdaState, torch.nn.Module):
@@ -131,14 +130,14 @@ class GradientReversal(_layer.LambdaState, torch.nn.Module):
     # -- casts, resets, state dicts ------------------------------------------------------------
     def _trusted(self, value: float) -> float:
         """λ read from the buffer; a rounding of the Python λ (a wrapper cast it) reads as λ."""
-        if value != self._value and _rounds_to(self._value, value):
+        if _layer.is_rounding_of(value, self._value):
             return self._value
         self._value = value
         return value
 
     def _uncast(self, lam: torch.Tensor) -> torch.Tensor:
         value = float(lam)
-        if value == self._value or not _rounds_to(self._value, value):
+        if not _layer.is_rounding_of(value, self._value):
             raise ValueError(
                 f"{_WHERE}: λ must be held in float64, got a {lam.dtype} λ = {value!r} "
                 "(from functional_call or a rewritten buffer); pass float64"
@@ -239,8 +238,3 @@ _is_tracing = torch._C._is_tracing
 _functorch_active = torch._C._are_functorch_transforms_active
 # The innermost torch.autograd.graph.saved_tensors_hooks, None when none is active.
 _saved_tensors_hooks = torch._C._autograd._top_saved_tensors_default_hooks
-
-
-def _rounds_to(exact: float, value: float) -> bool:
-    """Whether ``value`` is ``exact`` rounded to a narrower float dtype."""
-    return any(float(torch.tensor(exact, dtype=d)) == value for d in _NARROW)

@@ -317,3 +317,126 @@ def test_torch_func_transforms_inside_torch_compile_are_never_silent(transform: 
     with pytest.raises(Exception, match=r"gradrev.reverse: torch.func transforms"):
         run(fullgraph=True)
     assert run(fullgraph=False).tolist() == [-0.5, -0.5]
+
+
+# -- Plug-ins (the gradrev.backends entry point group) -------------------------------------------
+
+TOY = __import__("pathlib").Path(__file__).parent / "toy"
+
+
+def _install_plugin(tmp_path: Any, monkeypatch: pytest.MonkeyPatch, name: str, value: str) -> None:
+    """A dist-info with one entry point, as ``pip install`` would leave it, and the toys."""
+    dist = tmp_path / "broken_plugin-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: broken-plugin\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text(f"[gradrev.backends]\n{name} = {value}\n")
+    (tmp_path / "plugin_fails.py").write_text("raise RuntimeError('boom at import')\n")
+    (tmp_path / "plugin_no_is_tensor.py").write_text("def reverse(x, lambda_=1.0):\n    return x\n")
+    (tmp_path / "plugin_is_tensor_raises.py").write_text(
+        "def is_tensor(x):\n    raise ValueError('boom in is_tensor')\n\n"
+        "def reverse(x, lambda_=1.0):\n    return x\n"
+    )
+    monkeypatch.syspath_prepend(str(TOY))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    _dispatch._entry_points.cache_clear()
+    monkeypatch.setattr(_dispatch, "_BACKEND_FOR_TYPE", {})
+    monkeypatch.setattr(
+        _dispatch, "_BACKEND_FOR_SUBCLASS", __import__("weakref").WeakKeyDictionary()
+    )
+
+
+@pytest.fixture
+def plugin_cleanup() -> Any:
+    yield
+    _dispatch._entry_points.cache_clear()
+
+
+@pytest.mark.parametrize(
+    ("value", "error", "says"),
+    [
+        ("plugin_fails", ImportError, r"failed to load: RuntimeError: boom at import"),
+        ("no_such_module_anywhere", ImportError, r"failed to load: ModuleNotFoundError"),
+        ("plugin_no_is_tensor", ImportError, r"is not a gradrev backend: it has no is_tensor"),
+        ("plugin_is_tensor_raises", RuntimeError, r"raised in is_tensor\(.*\): ValueError: boom"),
+    ],
+)
+def test_a_broken_plugin_is_named_with_its_distribution(
+    tmp_path: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    plugin_cleanup: Any,
+    value: str,
+    error: type,
+    says: str,
+) -> None:
+    """Was: the plug-in's raw error (RuntimeError, ModuleNotFoundError, AttributeError,
+    ValueError), which named neither the entry point nor the distribution."""
+    _install_plugin(tmp_path, monkeypatch, "toygrad", value)
+    import toygrad
+
+    point = rf"'toygrad' \(entry point 'toygrad = {value}' in gradrev.backends of the distribution broken-plugin 0.1\)"
+    with pytest.raises(error, match=rf"gradrev.reverse: the backend plug-in {point}.*{says}"):
+        gradrev.reverse(toygrad.Tensor(np.ones(3, np.float32)), 0.5)
+
+
+@pytest.mark.parametrize("name", ["numpy", "builtins", "torch"])
+def test_a_plugin_cannot_take_over_numpy_builtins_or_a_shipped_framework(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch, plugin_cleanup: Any, name: str
+) -> None:
+    """Was: a broken plug-in named numpy or builtins replaced gradrev's TypeError for
+    gradrev.reverse(np.ones(3)) and gradrev.reverse([1.0])."""
+    _install_plugin(tmp_path, monkeypatch, name, "plugin_fails")
+    for x in (np.ones(3), [1.0], 3.0):
+        with pytest.raises(TypeError, match=r"gradrev.reverse: x must be a torch.Tensor"):
+            gradrev.reverse(x, 0.5)
+    assert name not in _dispatch._entry_points()
+
+
+def test_the_dispatch_cache_does_not_keep_classes_alive() -> None:
+    """Was: 5,000 throwaway torch.Tensor subclasses left 5,001 cache entries, each holding its
+    class alive."""
+    torch = pytest.importorskip("torch")
+    import gc
+    import weakref
+
+    gradrev.reverse(torch.ones(1), 0.5)
+    strong = len(_dispatch._BACKEND_FOR_TYPE)
+    refs = []
+    for i in range(300):
+        cls = type(f"Throwaway{i}", (torch.Tensor,), {})
+        x = torch.ones(2, requires_grad=True).as_subclass(cls)
+        gradrev.reverse(x, 0.5).sum().backward()
+        refs.append(weakref.ref(cls))
+        del cls, x
+    gc.collect()
+    assert len(_dispatch._BACKEND_FOR_TYPE) == strong
+    assert sum(r() is not None for r in refs) <= 1
+    assert len(_dispatch._BACKEND_FOR_SUBCLASS) <= 1
+
+
+# -- The sign of λ: any finite λ, documented in docs/semantics.md --------------------------------
+
+
+def _lambda_grad(backend: Any, g: np.ndarray, lam: Any) -> np.ndarray:
+    x = backend.tensor(np.zeros_like(g))
+    return backend.vjp(lambda a: gradrev.reverse(a, lam), x, backend.tensor(g))  # type: ignore[no-any-return]
+
+
+@pytest.mark.parametrize("form", ["number", "tensor"])
+def test_negative_lambda_scales_without_reversing(backend: Any, form: str) -> None:
+    """The decided rule: λ < 0 is allowed and gives g·|λ| (no reversal), in every framework."""
+    g = np.array([1.0, -3.0, 0.5, 0.0], np.float32)
+    lam = -0.5 if form == "number" else backend.scalar(-0.5, "float32")
+    got = _lambda_grad(backend, g, lam)
+    assert got.tolist() == [0.5, -1.5, 0.25, 0.0]
+    assert not np.signbit(got[3])  # 0.0 · 0.5 is +0.0
+
+
+@pytest.mark.parametrize("form", ["number", "tensor"])
+def test_zero_lambda_blocks_the_gradient_with_signed_zeros(backend: Any, form: str) -> None:
+    """λ = 0 gives g · −0.0: zeros of the opposite sign, NaN for ±inf (as PyTorch computes)."""
+    g = np.array([2.0, -3.0, np.inf], np.float32)
+    lam = 0.0 if form == "number" else backend.scalar(0.0, "float32")
+    got = _lambda_grad(backend, g, lam)
+    assert got[:2].tolist() == [0.0, 0.0]
+    assert np.signbit(got[0]) and not np.signbit(got[1])
+    assert np.isnan(got[2])

@@ -108,6 +108,19 @@ def test_cli_hints_name_real_packages(
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2, proc.stdout + proc.stderr
-    hint = proc.stdout.split("not installed: ", 1)[1]
+    hint = proc.stdout.split("not installed:", 1)[1].strip()
     assert hint.startswith("pip install ") and wanted in hint, hint
     assert "gradrev[" not in proc.stdout
+
+
+@pytest.mark.skipif(not (ROOT / ".git").exists(), reason="lists the files of a git checkout")
+def test_the_sdist_carries_every_tracked_file_but_ci() -> None:
+    """A new top-level file or folder is either in the sdist or left out on purpose."""
+    tomllib = pytest.importorskip("tomllib")
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    include = set(config["tool"]["hatch"]["build"]["targets"]["sdist"]["include"])
+    tracked = subprocess.run(
+        ["git", "ls-files"], capture_output=True, text=True, cwd=ROOT, check=True
+    ).stdout.split()
+    top = {path.split("/")[0] for path in tracked}
+    assert top - include == {".ci", ".gitignore", "pyproject.toml"}  # hatch adds pyproject itself

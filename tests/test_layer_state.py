@@ -1,6 +1,7 @@
-"""The λ state machine (docs/semantics.md, "Layers: λ's state"), on every stateful layer kind:
-every path by which λ, the step count and the schedule enter a layer is checked, and a
-restore brings back all three. Each test is an example that was wrong on 0b3caed."""
+"""The λ state machine (docs/semantics.md, "Layers"), beyond what the public harness
+(gradrev.testing.LAYER_CHECKS, run on every kind by test_layers.test_layer_conformance)
+checks: per-framework load, cast, compile and training paths. Each test is an example that
+was wrong on 0b3caed."""
 
 from __future__ import annotations
 
@@ -22,60 +23,6 @@ def kind(request: pytest.FixtureRequest) -> Any:
     return KINDS[request.param]()
 
 
-def test_restore_brings_back_the_saved_schedule(kind: Any) -> None:
-    """A checkpoint restores λ, steps and schedule, whatever the target layer was built with."""
-    stateful(kind)
-    dann = schedules.dann(total_steps=100)
-    saved = kind.make(schedule=dann)
-    for _ in range(5):
-        kind.step(saved)
-    restored = kind.restore_into(saved, kind.make(schedule=schedules.linear(0.0, 1.0, 10)))
-    assert kind.get(restored) == dann(5) and kind.steps(restored) == 5
-    assert kind.step(restored) == dann(6)  # 0.2913..., not linear's 0.6
-
-    constant = kind.make(0.7)
-    restored = kind.restore_into(constant, kind.make(schedule=dann))
-    assert restored.schedule is None
-    assert kind.step(restored) == 0.7  # not dann(1)
-
-
-def test_an_unsaveable_schedule_is_refused_at_save(kind: Any) -> None:
-    stateful(kind)
-    layer = kind.make(schedule=lambda step: 0.1 * step)
-    kind.step(layer)
-    if kind.name == "nnx":
-        # nnx.state is a read, with no save hook: the state records the schedule as unsaved,
-        # and a layer restored from it refuses to step instead of freezing λ.
-        restored = kind.restore_into(layer, kind.make())
-        with pytest.raises(TypeError, match="gradrev cannot save"):
-            kind.step(restored)
-        restored.schedule = lambda step: 0.1 * step  # as the message says
-        assert kind.step(restored) == 0.2
-        return
-    with pytest.raises(TypeError, match="cannot save the schedule"):
-        kind.restore_into(layer, kind.make())
-
-
-@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
-def test_loading_a_non_finite_lambda_is_refused(kind: Any, bad: float) -> None:
-    stateful(kind)
-    layer = kind.make(0.5)
-    with pytest.raises(ValueError, match="must be finite"):
-        kind.load_values(layer, bad, 0)
-    assert kind.get(layer) == 0.5
-    np.testing.assert_array_equal(kind.grad(layer, X, G), _reference.reverse_grad(G, 0.5))
-
-
-@pytest.mark.parametrize("bad", [-1, 2.5])
-def test_loading_a_bad_step_count_is_refused(kind: Any, bad: float) -> None:
-    stateful(kind)
-    if kind.name == "mlx" and bad == 2.5:
-        pytest.skip("the MLX adapter writes steps as int32")
-    layer = kind.make(0.5)
-    with pytest.raises(ValueError, match="whole number"):
-        kind.load_values(layer, 0.5, bad)
-
-
 def test_a_lambda_beyond_float32_storage_is_refused_on_load(kind: Any) -> None:
     """Keras-JAX and NNX without x64 keep λ in float32: 1e39 would be stored as inf."""
     stateful(kind)
@@ -86,30 +33,6 @@ def test_a_lambda_beyond_float32_storage_is_refused_on_load(kind: Any) -> None:
         with pytest.raises(ValueError, match="does not fit"):
             kind.load_values(layer, 1e39, 0)
         assert kind.get(layer) == 0.5
-
-
-def test_a_schedule_attached_later_sets_lambda_now(kind: Any) -> None:
-    stateful(kind)
-    dann = schedules.dann(total_steps=100)
-    layer = kind.make()
-    layer.schedule = dann
-    assert kind.get(layer) == dann(0) == 0.0
-    np.testing.assert_array_equal(kind.grad(layer, X, G), _reference.reverse_grad(G, 0.0))
-    layer.schedule = None
-    for _ in range(3):
-        kind.step(layer)
-    layer.schedule = dann  # at step 3: λ = schedule(3)
-    assert kind.get(layer) == dann(3)
-    assert kind.step(layer) == dann(4)
-
-
-def test_the_step_count_never_wraps_and_step_stays_atomic(kind: Any) -> None:
-    stateful(kind)
-    layer = kind.make(schedule=schedules.linear(0.0, 1.0, 10))
-    kind.load_values(layer, 1.0, MAX_STEPS)
-    with pytest.raises(OverflowError, match="2\\*\\*31 - 1"):
-        kind.step(layer)
-    assert kind.steps(layer) == MAX_STEPS and kind.get(layer) == 1.0
 
 
 def test_keras_scheduled_layer_without_its_scheduler_warns(kind: Any) -> None:
@@ -131,6 +54,21 @@ def test_keras_scheduled_layer_without_its_scheduler_warns(kind: Any) -> None:
         model.fit(x, x[:, :1], batch_size=2, verbose=0, callbacks=[kind.scheduler()])
     assert not [w for w in caught if "nothing steps it" in str(w.message)]
     assert kind.steps(fresh) == 2
+
+
+def test_keras_on_torch_model_to_half_keeps_lambda(kind: Any) -> None:
+    """Keras on torch: a model is a torch.nn.Module, and model.to(float16) reached λ."""
+    if kind.name != "keras" or kind.backend != "torch":
+        pytest.skip("Keras on torch")
+    import torch
+
+    layer = kind.make(0.3)
+    inp = kind.keras.Input((3,))
+    kind.keras.Model(inp, layer(inp)).to(torch.float16)
+    assert kind.get(layer) == 0.3  # 0b3caed: 0.300048828125
+    x = torch.ones(3, dtype=torch.float32, requires_grad=True)
+    layer(x).sum().backward()
+    assert x.grad.tolist() == [-np.float32(0.3)] * 3
 
 
 @pytest.mark.slow
@@ -305,3 +243,45 @@ def test_torch_compile_step_before_backward_uses_the_forward_lambda(
         compat.set_alpha(2.0)
         y.sum().backward()
         assert x.grad.tolist() == [-0.5, -0.5]  # as torch-gradient-reversal 1.0.0 gives
+
+
+_FSDP1 = """
+import os, socket, warnings
+import torch, torch.distributed as dist
+from torch.distributed.fsdp import FullyShardedDataParallel as FSDP, MixedPrecision
+from torch.distributed.fsdp import FullStateDictConfig, StateDictType
+from gradrev.torch import GradientReversal
+
+warnings.filterwarnings("ignore")
+with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(s.getsockname()[1]))
+dist.init_process_group("gloo", rank=0, world_size=1)
+linear, grl = torch.nn.Linear(3, 3), GradientReversal(0.3)
+model = FSDP(torch.nn.Sequential(linear, grl), device_id=torch.device("cpu"),
+             mixed_precision=MixedPrecision(buffer_dtype=torch.bfloat16))
+seen = {}
+linear.register_forward_hook(lambda m, i, o: seen.update(h=o) or o.retain_grad())
+model(torch.ones(2, 3)).backward(torch.full((2, 3), 2.0))
+config = FullStateDictConfig(rank0_only=False)
+with FSDP.state_dict_type(model, StateDictType.FULL_STATE_DICT, config):
+    saved = model.state_dict()["1.lam"]
+print(grl.lambda_, seen["h"].grad[0, 0].item(), saved.dtype, saved.item())
+dist.destroy_process_group()
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.distributed
+def test_torch_fsdp1_buffer_dtype_keeps_lambda(torch: Any) -> None:
+    """FSDP1's MixedPrecision(buffer_dtype=bfloat16) (0b3caed: λ 0.30078125, saved so too)."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-c", _FSDP1], capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lam, grad, dtype, saved = proc.stdout.split()[-4:]
+    assert float(lam) == 0.3 and float(saved) == 0.3 and dtype == "torch.float64"
+    assert float(grad) == float(np.float32(2.0) * -np.float32(0.3))

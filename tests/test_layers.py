@@ -16,6 +16,7 @@ from conftest import installed
 from layer_kinds import KINDS, x64
 
 from gradrev import _reference, schedules
+from gradrev.testing import LAYER_CHECKS, run_layer_check
 
 KERAS_CHILD = "GRADREV_KERAS_CHILD"  # set in the subprocess that tests one Keras backend
 _NEEDS = {"torch": "torch", "nnx": "flax", "linen": "flax", "keras": "keras", "mlx": "mlx"}
@@ -457,3 +458,13 @@ def test_mlx_compiled_training_step(kind: Any) -> None:
         grl.step()
     assert len(traces) == 1
     assert "lam" not in str(optimizer.state)  # λ is no parameter the optimizer sees
+
+
+# ---------------------------------------------------------------------------------------------
+# The public layer conformance harness (gradrev.testing.certify_layer), on every layer kind.
+
+
+@pytest.mark.parametrize("check", list(LAYER_CHECKS))
+def test_layer_conformance(kind: Any, check: str) -> None:
+    if not run_layer_check(check, kind):
+        pytest.skip(f"{kind.name} is stateless: {check} does not apply")
