@@ -67,7 +67,7 @@ def add_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--quick",
         action="store_true",
-        help="2^20-element tensors, 5 rounds (7 for the eager section), torch.compile through "
+        help="2^20-element tensors, 5 rounds (11 for the eager section), torch.compile through "
         "aot_eager (no Inductor compile): about 1 minute on 2 cores that other jobs load "
         "(the full run: about 2 minutes there, 2^24 elements and Inductor)",
     )
@@ -114,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
     frameworks = installed()
     if "eager" in only:
         for fw in frameworks:
-            bench_eager(fw, 7 if quick else 21)
+            bench_eager(fw, 11 if quick else 21)
     if "torch" in frameworks:
         import torch
 

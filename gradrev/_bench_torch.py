@@ -153,15 +153,7 @@ def _moons_model(grl: Any) -> tuple[Any, Callable[[], Any]]:
     label = nn.Linear(32, 2)
     dom = nn.Sequential(grl, nn.Linear(32, 32), nn.ReLU(), nn.Linear(32, 1))
     x, y = torch.randn(64, 2), torch.randint(0, 2, (64,))
-    d = torch.cat([torch.zeros(32), torch.ones(32)])
-
-    def loss() -> Any:
-        h = feat(x)
-        return nn.functional.cross_entropy(
-            label(h), y
-        ) + nn.functional.binary_cross_entropy_with_logits(dom(h)[:, 0], d)
-
-    return nn.ModuleList([feat, label, dom]), loss
+    return _dann(feat, label, dom, x, y)
 
 
 def _conv_model(grl: Any, batch: int) -> tuple[Any, Callable[[], Any]]:
@@ -180,7 +172,17 @@ def _conv_model(grl: Any, batch: int) -> tuple[Any, Callable[[], Any]]:
     label = nn.Linear(64 * 8 * 8, 10)
     dom = nn.Sequential(grl, nn.Linear(64 * 8 * 8, 128), nn.ReLU(), nn.Linear(128, 1))
     x, y = torch.randn(batch, 3, 32, 32), torch.randint(0, 10, (batch,))
-    d = torch.cat([torch.zeros(batch // 2), torch.ones(batch - batch // 2)])
+    return _dann(feat, label, dom, x, y)
+
+
+def _dann(feat: Any, label: Any, dom: Any, x: Any, y: Any) -> tuple[Any, Callable[[], Any]]:
+    """The model and its DANN loss: labels on the features, domains (half 0, half 1) through
+    the domain head, which starts with the GRL."""
+    import torch
+    from torch import nn
+
+    n = len(x)
+    d = torch.cat([torch.zeros(n // 2), torch.ones(n - n // 2)])
 
     def loss() -> Any:
         h = feat(x)

@@ -67,7 +67,7 @@ def test_bench_quick_writes_json(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     report = json.loads(out.read_text())
     sections = {r["section"].split(",")[0] for r in report["rows"]}
-    assert {"dispatch: what gradrev.reverse adds to the backend function"} <= sections
+    assert {"dispatch: gradrev.reverse vs the backend function"} <= sections
     assert {f"{fw} eager" for fw in ("torch", "jax", "tensorflow", "mlx") if installed(fw)} <= {
         s.split(",")[0] for s in sections
     }
