@@ -13,7 +13,6 @@ assigning a schedule, and the checks that every restore path runs (`restored_lam
 from __future__ import annotations
 
 import json
-import math
 import numbers
 from typing import Any
 
@@ -257,19 +256,7 @@ def schedule_from_config(config: dict[str, Any] | None) -> Any:
 
 
 def _finite(value: Any, where: str) -> float:
-    try:
-        result = float(value)
-    except OverflowError:  # an int beyond the float range, e.g. 10**400
-        raise ValueError(
-            f"{where}: lambda_ must be finite, got {_lambda.describe(value)}, "
-            "which overflows a float64"
-        ) from None
-    if not math.isfinite(result):
-        raise ValueError(
-            f"{where}: lambda_ must be finite, got {result!r}; "
-            "a NaN or infinite λ would silently poison every gradient"
-        )
-    return result
+    return _lambda.finite(value, where)
 
 
 def _is_real_scalar_tensor(value: Any) -> bool:
