@@ -61,7 +61,9 @@ def as_float(lambda_: Any, where: str, framework: str) -> float:
 
 
 def finite(value: Any, where: str, name: str = "lambda_", symbol: str = "λ") -> float:
-    """``float(value)`` for a real number, refused (ValueError) unless finite as a float64."""
+    """A real number as a finite float, or gradrev's ValueError: the one finiteness check that
+    the backends, the layers (every entry path of their λ state), restores and the drop-ins'
+    α (``name="alpha"``) share."""
     try:
         result = float(value)
     except OverflowError:  # an int beyond the float range, e.g. 10**400
