@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from gradrev.demo import LAYERS, Config
+from gradrev.demo import LAYERS, Config, stats
 
 
 @dataclass
@@ -121,13 +121,18 @@ def run(
                 "target_acc_per_seed": tgt,
                 "final_lambda": float(np.mean([r.final_lambda for r in rs])),
             }
-    return {
+    report: dict[str, Any] = {
+        "task": "moons",
         "config": dataclasses.asdict(config),
         "results": results,
         "distance_to_torch": _distances(runs, problems) if "torch" in runs else {},
+        "dann_gain": stats.dann_gain(results),
         "_runs": runs,
         "_problems": problems,
     }
+    if config.dtype == "float32":
+        report["framework_effect"] = stats.framework_effect(results)
+    return report
 
 
 def _distances(runs: dict[str, Any], problems: list[Problem]) -> dict[str, Any]:

@@ -1,0 +1,84 @@
+"""The digits conv net in JAX, with gradrev.flax.nnx.GradientReversal."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from types import SimpleNamespace
+from typing import Any
+
+import jax
+import numpy as np
+
+from gradrev import schedules
+from gradrev.demo import DigitsConfig
+from gradrev.demo.convnet import (
+    ConvProblem,
+    ConvRun,
+    annealed_lr,
+    constants,
+    loss,
+    sgd,
+    update_running,
+)
+
+
+def train(
+    problem: ConvProblem, config: DigitsConfig, mode: str, tick: Callable[[], None] = lambda: None
+) -> ConvRun:
+    """Train one model (``mode`` in ``convnet.MODES``); ``tick()`` after every step."""
+    if config.dtype == "float64":
+        jax.config.update("jax_enable_x64", True)  # type: ignore[no-untyped-call]
+    import jax.numpy as jnp
+    from flax import nnx
+
+    from gradrev.flax.nnx import GradientReversal
+
+    ops = SimpleNamespace(
+        take=lambda x, i: jnp.take(x, i, axis=1),
+        concat=jnp.concatenate,
+        reshape=jnp.reshape,
+        mean=lambda x, axes: jnp.mean(x, axis=axes),
+        max=lambda x, axes, keepdims=False: jnp.max(x, axis=axes, keepdims=keepdims),
+        sum=lambda x, axis: jnp.sum(x, axis=axis),
+        sqrt=jnp.sqrt,
+        exp=jnp.exp,
+        log=jnp.log,
+        log1p=jnp.log1p,
+        abs=jnp.abs,
+        maximum=jnp.maximum,
+    )
+    lambda_max = config.lambda_max if mode == "dann" else 0.0
+    grl = GradientReversal(schedule=schedules.dann(config.steps, config.gamma, lambda_max))
+    index = {k: jnp.asarray(v) for k, v in problem.index.items()}
+    dann = mode != "source_only"
+
+    @nnx.jit
+    def train_step(
+        grl: Any, params: Any, velocity: Any, running: Any, xs: Any, onehot: Any, xt: Any,
+        is_target: Any, lr: Any,
+    ) -> Any:  # fmt: skip
+        def objective(params: Any) -> Any:
+            return loss(ops, params, xs, onehot, xt if dann else None, is_target, grl, index)
+
+        grads, stats = jax.grad(objective, has_aux=True)(params)
+        running = update_running(running, stats)
+        new = {k: sgd(params[k], grads[k], velocity[k], lr, config.momentum) for k in params}
+        return {k: v[0] for k, v in new.items()}, {k: v[1] for k, v in new.items()}, running
+
+    params = {k: jnp.asarray(v) for k, v in problem.init.items()}
+    velocity = {k: jnp.zeros_like(v) for k, v in params.items()}
+    running = {k: jnp.asarray(v) for k, v in problem.running.items()}
+    xs, xt = problem.x["source_train"], problem.x["target_train"]
+    for step, (i, j) in enumerate(zip(problem.source_batches, problem.target_batches)):
+        onehot, is_target = constants(problem, config, step)
+        lr = jnp.asarray(annealed_lr(config, step + 1), config.dtype)
+        params, velocity, running = train_step(
+            grl, params, velocity, running, xs[i], onehot, xt[j], is_target, lr
+        )
+        grl.step()
+        tick()
+    return ConvRun(
+        {k: np.asarray(v) for k, v in params.items()},
+        {k: np.asarray(v) for k, v in running.items()},
+        grl.lambda_,
+    )
