@@ -142,3 +142,41 @@ def test_torch_demo_trains_on_one_thread_and_restores_the_setting() -> None:
     )
     assert seen == [1, 1, 1]
     assert torch.get_num_threads() == before
+
+
+def test_progress_eta_uses_each_backends_own_rate() -> None:
+    """Issue 22: the ETA extrapolated from torch, the fastest backend, and started far too low."""
+    from gradrev.demo.progress import Progress
+
+    times = iter([float(t) for t in range(1, 21)] + [20.0 + 5 * k for k in range(1, 30)])
+    out = io.StringIO()
+    progress = Progress(40, out, every=0, clock=lambda: next(times), plan={"torch": 20, "jax": 20})
+    for _ in range(20):  # 1 s a step
+        progress.advance("torch")
+    progress.advance("jax")  # 5 s a step, not timed yet: a provisional ETA, marked so
+    assert out.getvalue().splitlines()[-1].endswith("ETA ~0:18 (1 still to time)")
+    for _ in range(3):
+        progress.advance("jax")
+    # 16 jax steps left at 5 s: 1:20, where the average rate so far (40 s / 24) says 0:26
+    assert out.getvalue().splitlines()[-1].endswith("ETA 1:20")
+
+
+def test_tables_say_one_seed_not_one_seeds() -> None:
+    """Issue 22: the demo printed "(1 seeds, …)"."""
+    from gradrev.demo.report import tables
+
+    row = {
+        "source_acc": 1.0,
+        "source_acc_std": 0.0,
+        "target_acc": 0.5,
+        "target_acc_std": 0.0,
+        "target_acc_per_seed": [0.5],
+        "final_lambda": 0.9,
+    }
+    report = {
+        "config": {"seeds": 1},
+        "results": {"torch": {"wall_time_s": 1.0, "source_only": row, "dann": row}},
+        "distance_to_torch": {},
+        "dann_gain": {"torch": {"mean_points": 0.0, "ci95_points": None}},
+    }
+    assert "torch  (1 seed, 1.0 s)" in tables(report)
