@@ -51,7 +51,7 @@ class DigitsConfig:
     seeds: int = 3
     steps: int = 1000
     batch_size: int = 32
-    lr: float = 0.01
+    lr: float = 0.03
     momentum: float = 0.9
     lambda_max: float = 1.0
     gamma: float = 10.0

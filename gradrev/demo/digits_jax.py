@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from types import SimpleNamespace
 from typing import Any
@@ -29,9 +30,37 @@ def train(
     if config.dtype == "float64":
         jax.config.update("jax_enable_x64", True)  # type: ignore[no-untyped-call]
     import jax.numpy as jnp
-    from flax import nnx
 
     from gradrev.flax.nnx import GradientReversal
+
+    lambda_max = config.lambda_max if mode == "dann" else 0.0
+    grl = GradientReversal(schedule=schedules.dann(config.steps, config.gamma, lambda_max))
+    train_step = _step(config, mode != "source_only")
+    index = {k: jnp.asarray(v) for k, v in problem.index.items()}
+    params = {k: jnp.asarray(v) for k, v in problem.init.items()}
+    velocity = {k: jnp.zeros_like(v) for k, v in params.items()}
+    running = {k: jnp.asarray(v) for k, v in problem.running.items()}
+    xs, xt = problem.x["source_train"], problem.x["target_train"]
+    for step, (i, j) in enumerate(zip(problem.source_batches, problem.target_batches)):
+        onehot, is_target = constants(problem, config, step)
+        lr = jnp.asarray(annealed_lr(config, step + 1), config.dtype)
+        params, velocity, running = train_step(
+            grl, params, velocity, running, index, xs[i], onehot, xt[j], is_target, lr
+        )
+        grl.step()
+        tick()
+    return ConvRun(
+        {k: np.asarray(v) for k, v in params.items()},
+        {k: np.asarray(v) for k, v in running.items()},
+        grl.lambda_,
+    )
+
+
+@functools.cache
+def _step(config: DigitsConfig, dann: bool) -> Any:
+    """The jitted training step, compiled once per configuration (not once per model)."""
+    import jax.numpy as jnp
+    from flax import nnx
 
     ops = SimpleNamespace(
         take=lambda x, i: jnp.take(x, i, axis=1),
@@ -47,15 +76,11 @@ def train(
         abs=jnp.abs,
         maximum=jnp.maximum,
     )
-    lambda_max = config.lambda_max if mode == "dann" else 0.0
-    grl = GradientReversal(schedule=schedules.dann(config.steps, config.gamma, lambda_max))
-    index = {k: jnp.asarray(v) for k, v in problem.index.items()}
-    dann = mode != "source_only"
 
     @nnx.jit
     def train_step(
-        grl: Any, params: Any, velocity: Any, running: Any, xs: Any, onehot: Any, xt: Any,
-        is_target: Any, lr: Any,
+        grl: Any, params: Any, velocity: Any, running: Any, index: Any, xs: Any, onehot: Any,
+        xt: Any, is_target: Any, lr: Any,
     ) -> Any:  # fmt: skip
         def objective(params: Any) -> Any:
             return loss(ops, params, xs, onehot, xt if dann else None, is_target, grl, index)
@@ -65,20 +90,4 @@ def train(
         new = {k: sgd(params[k], grads[k], velocity[k], lr, config.momentum) for k in params}
         return {k: v[0] for k, v in new.items()}, {k: v[1] for k, v in new.items()}, running
 
-    params = {k: jnp.asarray(v) for k, v in problem.init.items()}
-    velocity = {k: jnp.zeros_like(v) for k, v in params.items()}
-    running = {k: jnp.asarray(v) for k, v in problem.running.items()}
-    xs, xt = problem.x["source_train"], problem.x["target_train"]
-    for step, (i, j) in enumerate(zip(problem.source_batches, problem.target_batches)):
-        onehot, is_target = constants(problem, config, step)
-        lr = jnp.asarray(annealed_lr(config, step + 1), config.dtype)
-        params, velocity, running = train_step(
-            grl, params, velocity, running, xs[i], onehot, xt[j], is_target, lr
-        )
-        grl.step()
-        tick()
-    return ConvRun(
-        {k: np.asarray(v) for k, v in params.items()},
-        {k: np.asarray(v) for k, v in running.items()},
-        grl.lambda_,
-    )
+    return train_step

@@ -11,7 +11,7 @@ import numpy as np
 from gradrev.demo import stats
 from gradrev.demo.problem import Problem, Run
 
-_MODES = {"source_only": "source-only", "dann": "DANN", "control": "DANN, λ = 0"}
+_MODES = {"source_only": "source-only", "dann": "dann", "control": "dann, λ = 0"}
 
 
 def tables(report: dict[str, Any]) -> str:
