@@ -180,3 +180,28 @@ def test_tables_say_one_seed_not_one_seeds() -> None:
         "dann_gain": {"torch": {"mean_points": 0.0, "ci95_points": None}},
     }
     assert "torch  (1 seed, 1.0 s)" in tables(report)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not all(demo.has(m) for m in ("torch", "jax", "flax")), reason="needs torch and jax"
+)
+def test_moons_float32_reports_the_framework_effect(tmp_path: Path) -> None:
+    out = tmp_path / "report.json"
+    proc = gradrev_demo(
+        *("--backends", "torch,jax", "--quick", "--seeds", "3", "--dtype", "float32"),
+        *("--out", str(tmp_path), "--json", str(out)),
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert report["task"] == "moons" and report["config"]["steps"] == 40  # --quick
+    effect = report["framework_effect"]["jax"]
+    assert {"mean_diff_points", "ci95_points", "seed_sd_points", "within_seed_noise"} <= set(effect)
+    assert set(report["dann_gain"]) == {"torch", "jax"}
+    assert "framework effect, float32" in proc.stdout
+
+
+def test_data_seed_is_for_digits_only(tmp_path: Path) -> None:
+    proc = gradrev_demo("--data-seed", "1", "--out", str(tmp_path))
+    assert proc.returncode == 2
+    assert "--data-seed is for --task digits" in proc.stdout

@@ -46,10 +46,10 @@ class Config:
 @dataclass(frozen=True)
 class DigitsConfig:
     """Hyperparameters of ``gradrev demo --task digits`` (the same for every framework);
-    the defaults run all four frameworks in about 5 minutes on 2 busy CPU cores."""
+    the defaults ran all four frameworks in 7 minutes on 2 CPU cores at load average 10."""
 
     seeds: int = 3
-    steps: int = 1000
+    steps: int = 600
     batch_size: int = 32
     lr: float = 0.03
     momentum: float = 0.9

@@ -200,20 +200,26 @@ def constants(problem: ConvProblem, config: DigitsConfig, step: int) -> tuple[An
     return onehot, is_target
 
 
-NUMPY = SimpleNamespace(
-    take=lambda x, i: x[:, i],
-    concat=lambda xs, axis: np.concatenate(xs, axis),
-    reshape=np.reshape,
-    mean=lambda x, axes: np.mean(x, axis=axes),
-    max=lambda x, axes, keepdims=False: np.max(x, axis=axes, keepdims=keepdims),
-    sum=lambda x, axis: np.sum(x, axis=axis),
-    sqrt=np.sqrt,
-    exp=np.exp,
-    log=np.log,
-    log1p=np.log1p,
-    abs=np.abs,
-    maximum=np.maximum,
-)
+def numpy_like(xp: Any) -> SimpleNamespace:
+    """The model's operations from a module with NumPy's API (NumPy, ``jax.numpy``,
+    ``mlx.core``)."""
+    return SimpleNamespace(
+        take=lambda x, i: xp.take(x, i, axis=1),
+        concat=xp.concatenate,
+        reshape=xp.reshape,
+        mean=lambda x, axes: xp.mean(x, axis=axes),
+        max=lambda x, axes, keepdims=False: xp.max(x, axis=axes, keepdims=keepdims),
+        sum=lambda x, axis: xp.sum(x, axis=axis),
+        sqrt=xp.sqrt,
+        exp=xp.exp,
+        log=xp.log,
+        log1p=xp.log1p,
+        abs=xp.abs,
+        maximum=xp.maximum,
+    )
+
+
+NUMPY = numpy_like(np)
 
 
 def evaluate(run: ConvRun, problem: ConvProblem, split: str) -> tuple[float, np.ndarray]:

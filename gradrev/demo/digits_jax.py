@@ -4,28 +4,21 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from types import SimpleNamespace
 from typing import Any
 
 import jax
 import numpy as np
 
 from gradrev import schedules
-from gradrev.demo import DigitsConfig
-from gradrev.demo.convnet import (
-    ConvProblem,
-    ConvRun,
-    annealed_lr,
-    constants,
-    loss,
-    sgd,
-    update_running,
-)
+from gradrev.demo import DigitsConfig, convnet
 
 
 def train(
-    problem: ConvProblem, config: DigitsConfig, mode: str, tick: Callable[[], None] = lambda: None
-) -> ConvRun:
+    problem: convnet.ConvProblem,
+    config: DigitsConfig,
+    mode: str,
+    tick: Callable[[], None] = lambda: None,
+) -> convnet.ConvRun:
     """Train one model (``mode`` in ``convnet.MODES``); ``tick()`` after every step."""
     if config.dtype == "float64":
         jax.config.update("jax_enable_x64", True)  # type: ignore[no-untyped-call]
@@ -42,14 +35,14 @@ def train(
     running = {k: jnp.asarray(v) for k, v in problem.running.items()}
     xs, xt = problem.x["source_train"], problem.x["target_train"]
     for step, (i, j) in enumerate(zip(problem.source_batches, problem.target_batches)):
-        onehot, is_target = constants(problem, config, step)
-        lr = jnp.asarray(annealed_lr(config, step + 1), config.dtype)
+        onehot, is_target = convnet.constants(problem, config, step)
+        lr = jnp.asarray(convnet.annealed_lr(config, step + 1), config.dtype)
         params, velocity, running = train_step(
             grl, params, velocity, running, index, xs[i], onehot, xt[j], is_target, lr
         )
         grl.step()
         tick()
-    return ConvRun(
+    return convnet.ConvRun(
         {k: np.asarray(v) for k, v in params.items()},
         {k: np.asarray(v) for k, v in running.items()},
         grl.lambda_,
@@ -62,20 +55,7 @@ def _step(config: DigitsConfig, dann: bool) -> Any:
     import jax.numpy as jnp
     from flax import nnx
 
-    ops = SimpleNamespace(
-        take=lambda x, i: jnp.take(x, i, axis=1),
-        concat=jnp.concatenate,
-        reshape=jnp.reshape,
-        mean=lambda x, axes: jnp.mean(x, axis=axes),
-        max=lambda x, axes, keepdims=False: jnp.max(x, axis=axes, keepdims=keepdims),
-        sum=lambda x, axis: jnp.sum(x, axis=axis),
-        sqrt=jnp.sqrt,
-        exp=jnp.exp,
-        log=jnp.log,
-        log1p=jnp.log1p,
-        abs=jnp.abs,
-        maximum=jnp.maximum,
-    )
+    ops = convnet.numpy_like(jnp)
 
     @nnx.jit
     def train_step(
@@ -83,11 +63,15 @@ def _step(config: DigitsConfig, dann: bool) -> Any:
         xt: Any, is_target: Any, lr: Any,
     ) -> Any:  # fmt: skip
         def objective(params: Any) -> Any:
-            return loss(ops, params, xs, onehot, xt if dann else None, is_target, grl, index)
+            return convnet.loss(
+                ops, params, xs, onehot, xt if dann else None, is_target, grl, index
+            )
 
         grads, stats = jax.grad(objective, has_aux=True)(params)
-        running = update_running(running, stats)
-        new = {k: sgd(params[k], grads[k], velocity[k], lr, config.momentum) for k in params}
+        running = convnet.update_running(running, stats)
+        new = {
+            k: convnet.sgd(params[k], grads[k], velocity[k], lr, config.momentum) for k in params
+        }
         return {k: v[0] for k, v in new.items()}, {k: v[1] for k, v in new.items()}, running
 
     return train_step

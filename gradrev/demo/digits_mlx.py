@@ -4,46 +4,26 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import partial
-from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 
 from gradrev import schedules
-from gradrev.demo import DigitsConfig
-from gradrev.demo.convnet import (
-    ConvProblem,
-    ConvRun,
-    annealed_lr,
-    constants,
-    loss,
-    sgd,
-    update_running,
-)
+from gradrev.demo import DigitsConfig, convnet
 
 
 def train(
-    problem: ConvProblem, config: DigitsConfig, mode: str, tick: Callable[[], None] = lambda: None
-) -> ConvRun:
+    problem: convnet.ConvProblem,
+    config: DigitsConfig,
+    mode: str,
+    tick: Callable[[], None] = lambda: None,
+) -> convnet.ConvRun:
     """Train one model (``mode`` in ``convnet.MODES``); ``tick()`` after every step."""
     import mlx.core as mx
 
     from gradrev.mlx import GradientReversal
 
-    ops = SimpleNamespace(
-        take=lambda x, i: mx.take(x, i, axis=1),
-        concat=mx.concatenate,
-        reshape=mx.reshape,
-        mean=lambda x, axes: mx.mean(x, axis=axes),
-        max=lambda x, axes, keepdims=False: mx.max(x, axis=axes, keepdims=keepdims),
-        sum=lambda x, axis: mx.sum(x, axis=axis),
-        sqrt=mx.sqrt,
-        exp=mx.exp,
-        log=mx.log,
-        log1p=mx.log1p,
-        abs=mx.abs,
-        maximum=mx.maximum,
-    )
+    ops = convnet.numpy_like(mx)
     dtype = getattr(mx, config.dtype)
 
     def array(a: Any) -> Any:
@@ -61,7 +41,9 @@ def train(
         }
 
         def objective(params: Any, xs: Any, onehot: Any, xt: Any, is_target: Any) -> Any:
-            return loss(ops, params, xs, onehot, xt if dann else None, is_target, grl, index)
+            return convnet.loss(
+                ops, params, xs, onehot, xt if dann else None, is_target, grl, index
+            )
 
         # λ is an input (grl.state), so stepping it between calls never recompiles.
         @partial(mx.compile, inputs=[state, grl.state], outputs=[state])
@@ -69,9 +51,9 @@ def train(
             (_, stats), grads = mx.value_and_grad(objective)(
                 state["params"], xs, onehot, xt, is_target
             )
-            state["running"] = update_running(state["running"], stats)
+            state["running"] = convnet.update_running(state["running"], stats)
             new = {
-                k: sgd(p, grads[k], state["velocity"][k], lr, config.momentum)
+                k: convnet.sgd(p, grads[k], state["velocity"][k], lr, config.momentum)
                 for k, p in state["params"].items()
             }
             state["params"] = {k: v[0] for k, v in new.items()}
@@ -79,13 +61,13 @@ def train(
 
         xs, xt = array(problem.x["source_train"]), array(problem.x["target_train"])
         for step, (i, j) in enumerate(zip(problem.source_batches, problem.target_batches)):
-            onehot, is_target = (array(a) for a in constants(problem, config, step))
-            lr = array(annealed_lr(config, step + 1))
+            onehot, is_target = (array(a) for a in convnet.constants(problem, config, step))
+            lr = array(convnet.annealed_lr(config, step + 1))
             train_step(xs[mx.array(i)], onehot, xt[mx.array(j)], is_target, lr)
             mx.eval(state)
             grl.step()
             tick()
-        return ConvRun(
+        return convnet.ConvRun(
             {k: np.array(v) for k, v in state["params"].items()},
             {k: np.array(v) for k, v in state["running"].items()},
             grl.lambda_,

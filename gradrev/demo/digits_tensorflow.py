@@ -8,16 +8,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from gradrev import schedules
-from gradrev.demo import DigitsConfig
-from gradrev.demo.convnet import (
-    ConvProblem,
-    ConvRun,
-    annealed_lr,
-    constants,
-    loss,
-    sgd,
-    update_running,
-)
+from gradrev.demo import DigitsConfig, convnet
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 import keras
@@ -42,8 +33,11 @@ OPS = SimpleNamespace(
 
 
 def train(
-    problem: ConvProblem, config: DigitsConfig, mode: str, tick: Callable[[], None] = lambda: None
-) -> ConvRun:
+    problem: convnet.ConvProblem,
+    config: DigitsConfig,
+    mode: str,
+    tick: Callable[[], None] = lambda: None,
+) -> convnet.ConvRun:
     """Train one model (``mode`` in ``convnet.MODES``); ``tick()`` after every step."""
     if keras.backend.backend() != "tensorflow":
         raise RuntimeError(
@@ -63,26 +57,26 @@ def train(
         with tf.GradientTape() as tape:
             values = {k: tf.identity(v) for k, v in params.items()}
             tape.watch(values)
-            total, stats = loss(
+            total, stats = convnet.loss(
                 OPS, values, xs, onehot, xt if dann else None, is_target, grl, index
             )
         grads = tape.gradient(total, values)
-        for k, v in update_running(dict(running), stats).items():
+        for k, v in convnet.update_running(dict(running), stats).items():
             running[k].assign(v)
         for k, p in params.items():
             g = tf.zeros_like(p) if grads[k] is None else tf.convert_to_tensor(grads[k])
-            new, vel = sgd(values[k], g, velocity[k], lr, config.momentum)
+            new, vel = convnet.sgd(values[k], g, velocity[k], lr, config.momentum)
             p.assign(new)
             velocity[k].assign(vel)
 
     xs, xt = problem.x["source_train"], problem.x["target_train"]
     for step, (i, j) in enumerate(zip(problem.source_batches, problem.target_batches)):
-        onehot, is_target = constants(problem, config, step)
-        lr = tf.constant(annealed_lr(config, step + 1), config.dtype)
+        onehot, is_target = convnet.constants(problem, config, step)
+        lr = tf.constant(convnet.annealed_lr(config, step + 1), config.dtype)
         train_step(xs[i], onehot, xt[j], is_target, lr)
         grl.step()
         tick()
-    return ConvRun(
+    return convnet.ConvRun(
         {k: v.numpy() for k, v in params.items()},
         {k: v.numpy() for k, v in running.items()},
         grl.lambda_,

@@ -8,16 +8,7 @@ from types import SimpleNamespace
 import torch
 
 from gradrev import schedules
-from gradrev.demo import DigitsConfig
-from gradrev.demo.convnet import (
-    ConvProblem,
-    ConvRun,
-    annealed_lr,
-    constants,
-    loss,
-    sgd,
-    update_running,
-)
+from gradrev.demo import DigitsConfig, convnet
 from gradrev.torch import GradientReversal
 
 OPS = SimpleNamespace(
@@ -37,8 +28,11 @@ OPS = SimpleNamespace(
 
 
 def train(
-    problem: ConvProblem, config: DigitsConfig, mode: str, tick: Callable[[], None] = lambda: None
-) -> ConvRun:
+    problem: convnet.ConvProblem,
+    config: DigitsConfig,
+    mode: str,
+    tick: Callable[[], None] = lambda: None,
+) -> convnet.ConvRun:
     """Train one model (``mode`` in ``convnet.MODES``); ``tick()`` after every step."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # small matrices: more threads only fight over busy cores
@@ -49,8 +43,8 @@ def train(
 
 
 def _train(
-    problem: ConvProblem, config: DigitsConfig, mode: str, tick: Callable[[], None]
-) -> ConvRun:
+    problem: convnet.ConvProblem, config: DigitsConfig, mode: str, tick: Callable[[], None]
+) -> convnet.ConvRun:
     lambda_max = config.lambda_max if mode == "dann" else 0.0
     grl = GradientReversal(schedule=schedules.dann(config.steps, config.gamma, lambda_max))
     params = {k: torch.tensor(v, requires_grad=True) for k, v in problem.init.items()}
@@ -63,19 +57,19 @@ def _train(
     )
     names = sorted(params)
     for step, (i, j) in enumerate(zip(problem.source_batches, problem.target_batches)):
-        onehot, is_target = (torch.from_numpy(a) for a in constants(problem, config, step))
+        onehot, is_target = (torch.from_numpy(a) for a in convnet.constants(problem, config, step))
         target = None if mode == "source_only" else xt[j]
-        total, stats = loss(OPS, params, xs[i], onehot, target, is_target, grl, index)
+        total, stats = convnet.loss(OPS, params, xs[i], onehot, target, is_target, grl, index)
         grads = torch.autograd.grad(total, [params[k] for k in names], materialize_grads=True)
-        lr = torch.tensor(annealed_lr(config, step + 1), dtype=total.dtype)
+        lr = torch.tensor(convnet.annealed_lr(config, step + 1), dtype=total.dtype)
         with torch.no_grad():
-            running = update_running(running, [(m.detach(), v.detach()) for m, v in stats])
+            running = convnet.update_running(running, [(m.detach(), v.detach()) for m, v in stats])
             for k, g in zip(names, grads):
-                new, velocity[k] = sgd(params[k], g, velocity[k], lr, config.momentum)
+                new, velocity[k] = convnet.sgd(params[k], g, velocity[k], lr, config.momentum)
                 params[k].copy_(new)
         grl.step()
         tick()
-    return ConvRun(
+    return convnet.ConvRun(
         {k: v.detach().numpy().copy() for k, v in params.items()},
         {k: v.numpy().copy() for k, v in running.items()},
         grl.lambda_,

@@ -14,6 +14,7 @@ import numpy as np
 
 from gradrev.demo import DigitsConfig, stats
 from gradrev.demo.convnet import MODES, ConvProblem, ConvRun, evaluate, make_problem
+from gradrev.demo.problem import distance, summary
 
 # Ganin et al., JMLR 2016, Table 2, MNIST → MNIST-M, target accuracy.
 PAPER = {"source_only": 0.5225, "dann": 0.7666, "train_on_target": 0.9596}
@@ -46,14 +47,7 @@ def run(
         for mode, rs in runs[name].items():
             src = [evaluate(r, p, "source_test")[0] for r, p in zip(rs, problems)]
             tgt = [evaluate(r, p, "target_test")[0] for r, p in zip(rs, problems)]
-            results[name][mode] = {
-                "source_acc": float(np.mean(src)),
-                "source_acc_std": float(np.std(src)),
-                "target_acc": float(np.mean(tgt)),
-                "target_acc_std": float(np.std(tgt)),
-                "target_acc_per_seed": tgt,
-                "final_lambda": float(np.mean([r.final_lambda for r in rs])),
-            }
+            results[name][mode] = summary(src, tgt, [r.final_lambda for r in rs])
     report: dict[str, Any] = {
         "task": "digits",
         "config": dataclasses.asdict(config),
@@ -87,10 +81,6 @@ def distances(runs: dict[str, Any], problems: list[ConvProblem]) -> dict[str, An
                 abs(evaluate(ref, p, "target_test")[0] - evaluate(other, p, "target_test")[0])
                 for (ref, other), p in zip(pairs, problems)
             ]
-            entry[mode] = {
-                "max_abs_param_diff": max_param,
-                "max_target_acc_diff": float(max(target)),
-                "seeds_identical_accuracy": int(sum(t == 0 for t in target)),
-            }
+            entry[mode] = distance(max_param, target)
         out[name] = entry
     return out
