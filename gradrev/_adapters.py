@@ -71,6 +71,18 @@ class TorchAdapter:
     def shares_memory(self, y: Any, x: Any) -> bool:
         return bool(y.data_ptr() == x.data_ptr())
 
+    def saved_for_backward(self, fn: Fn, x: Any) -> list[int]:
+        """The element counts of the tensors autograd saves while ``fn(x)`` runs."""
+        sizes: list[int] = []
+
+        def pack(t: Any) -> Any:
+            sizes.append(t.numel())
+            return t
+
+        with self.torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            fn(x.detach().requires_grad_(True))
+        return sizes
+
     def lambda_grad(self, fn: Callable[[Any, Any], Any], x: Any, lam: Any) -> Any:
         """Gradient of ``sum(fn(x, lam))`` with respect to ``lam`` (None when unconnected)."""
         lam = lam.detach().requires_grad_(True)
@@ -206,6 +218,8 @@ class MlxAdapter:
     """MLX on its CPU stream, where float64 exists (MLX's GPU streams have no float64)."""
 
     name = "mlx"
+
+    complex_dtypes = ("complex64",)  # MLX has no complex128
 
     def __init__(self) -> None:
         import mlx.core as mx

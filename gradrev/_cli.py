@@ -19,12 +19,16 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
+from gradrev._install import pip_command
+
 _FRAMEWORKS = ("torch", "jax", "tensorflow", "mlx")
 _QUICK = {"seeds": 2, "steps": 40}
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args, unknown = _parser().parse_known_args(argv)
+    if unknown:  # said with the command's own usage, not gradrev's
+        args.command_parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     _triton_before_tensorflow()
     if args.verbose:
         return int(args.run(args))
@@ -44,21 +48,25 @@ def _triton_before_tensorflow() -> None:
 
 
 def _parser() -> argparse.ArgumentParser:
-    from gradrev import _bench
+    from gradrev import __version__, _bench
+    from gradrev._args import float_range, int_range, output_file, output_folder
     from gradrev.demo import Config, DigitsConfig
 
     parser = argparse.ArgumentParser(
         prog="gradrev",
-        description="gradrev: one gradient reversal layer for PyTorch, JAX and TensorFlow.",
+        description="gradrev: one gradient reversal layer for PyTorch, JAX, TensorFlow and MLX.",
         epilog="gradrev COMMAND --help shows a command's options.",
     )
+    parser.add_argument("--version", action="version", version=f"gradrev {__version__}")
     parser.add_argument(
         "-v", "--verbose", action="store_true", help="keep the frameworks' start-up logs"
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     check = sub.add_parser("check", help="bitwise parity self-test on every backend and device")
-    check.add_argument("--json", metavar="PATH", help="also write the report as JSON")
+    check.add_argument(
+        "--json", metavar="PATH", type=output_file, help="also write the report as JSON"
+    )
     check.add_argument(
         "--backends",
         help="comma-separated subset of torch,jax,tensorflow,mlx (default: installed)",
@@ -80,23 +88,37 @@ def _parser() -> argparse.ArgumentParser:
     m, g = Config(), DigitsConfig()
     demo.add_argument("--task", choices=["moons", "digits"], default="moons")
     demo.add_argument("--backends", help="comma-separated subset of torch,jax,tensorflow,mlx")
-    demo.add_argument("--seeds", type=int, help=f"default {m.seeds} / {g.seeds}")
-    demo.add_argument("--steps", type=int, help=f"default {m.steps} / {g.steps}")
+    # Each number is checked as it is parsed (gradrev/_args.py): a bad one gets the usage
+    # and exit status 2, before anything runs. Unset, an option takes the task's default.
+    seeds, steps = int_range(1, 100), int_range(1, 100_000)
+    demo.add_argument("--seeds", type=seeds, help=f"default {m.seeds} / {g.seeds}")
+    demo.add_argument("--steps", type=steps, help=f"default {m.steps} / {g.steps}")
     demo.add_argument(
         "--quick", action="store_true", help=f"a smoke run: {_QUICK['seeds']} seeds, "
         f"{_QUICK['steps']} steps (an explicit --seeds or --steps still wins)"
     )  # fmt: skip
-    demo.add_argument("--out", default="demo-out", help="folder for the figure")
-    demo.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    demo.add_argument("--out", type=output_folder, default="demo-out", help="folder for the figure")
     demo.add_argument(
-        "--lr", type=float, help=f"step size: Adam {m.lr} / SGD momentum, annealed, {g.lr}"
+        "--json", metavar="PATH", type=output_file, help="also write the results as JSON"
     )
-    demo.add_argument("--lambda-max", type=float, help="default 1.0")
-    demo.add_argument("--gamma", type=float, help="DANN schedule steepness, default 10.0")
-    demo.add_argument("--hidden", type=int, help=f"hidden units, default {m.hidden} / {g.hidden}")
-    demo.add_argument("--batch-size", type=int, help=f"default {m.batch_size} / {g.batch_size}")
+    lr = float_range(0, 10, low_open=True)
     demo.add_argument(
-        "--data-seed", type=int, help=f"digits only: digits-M's patches, default {g.data_seed}"
+        "--lr", type=lr, help=f"step size: Adam {m.lr} / SGD with momentum, annealed, {g.lr}"
+    )
+    demo.add_argument("--lambda-max", type=float_range(0, 100), help="default 1.0")
+    gamma = float_range(0, 1000, low_open=True)
+    demo.add_argument("--gamma", type=gamma, help="DANN schedule steepness, default 10.0")
+    hidden = int_range(1, 4096)
+    demo.add_argument(
+        "--hidden", type=hidden, help=f"hidden units, default {m.hidden} / {g.hidden}"
+    )
+    demo.add_argument(
+        "--batch-size", type=int_range(1, 4096), help=f"default {m.batch_size} / {g.batch_size}"
+    )
+    demo.add_argument(
+        "--data-seed",
+        type=int_range(0, 2**32 - 1),
+        help=f"digits only: digits-M's patches, default {g.data_seed}",
     )
     demo.add_argument("--dtype", choices=["float64", "float32"], default="float64")
     demo.set_defaults(run=_demo)
@@ -109,6 +131,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     _bench.add_options(bench)
     bench.set_defaults(run=_bench.run)
+    for command in sub.choices.values():
+        command.set_defaults(command_parser=command)
     return parser
 
 
@@ -164,8 +188,6 @@ def _split(value: str | None) -> list[str] | None:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from gradrev import demo
 
     requested = _split(args.backends) or demo.installed_backends()
@@ -175,31 +197,23 @@ def _demo(args: argparse.Namespace) -> int:
         return 2
     missing = [b for b in requested if b not in demo.installed_backends()]
     if missing:
-        extras = ",".join(missing)
-        print(f'gradrev demo: {", ".join(missing)} not installed: pip install "gradrev[{extras}]"')
+        print(f"gradrev demo: {', '.join(missing)} not installed: {_hints(missing)}")
         return 2
     if not demo.has("numpy"):
-        print('gradrev demo: the demo needs NumPy: pip install "gradrev[demo]"')
+        print(f"gradrev demo: the demo needs NumPy: {pip_command('numpy')}")
+        return 2
+    if _broken(requested, "demo"):
         return 2
     if args.task != "digits" and args.data_seed is not None:
         print("gradrev demo: --data-seed is for --task digits (the moons have no patches)")
         return 2
-    config = _demo_config(args)
-    for name, value in (
-        ("--seeds", config.seeds),
-        ("--steps", config.steps),
-        ("--hidden", config.hidden),
-        ("--batch-size", config.batch_size),
-    ):
-        if value < 1:
-            print(f"gradrev demo: {name} must be a positive integer, got {value}")
-            return 2
     if args.task == "digits" and not demo.has("sklearn"):
-        print('gradrev demo: --task digits needs scikit-learn: pip install "gradrev[demo]"')
+        print(f"gradrev demo: --task digits needs scikit-learn: {pip_command('scikit-learn')}")
         return 2
+    config = _demo_config(args)
     plot = demo.has("matplotlib")
     if not plot:  # said before training, not after it
-        print('no figure: matplotlib is not installed (pip install "gradrev[demo]")', flush=True)
+        print(f"no figure: matplotlib is not installed: {pip_command('matplotlib')}", flush=True)
     from gradrev.demo import report
     from gradrev.demo.progress import Progress
 
@@ -219,16 +233,20 @@ def _demo(args: argparse.Namespace) -> int:
     progress.close()
     print(report.tables(result))
     result["plot"] = None
-    if plot:
-        if args.task == "digits":
-            path = report.digits_figure(result, Path(args.out) / "dann_digits.png")
-        else:
-            path = report.figure(result, Path(args.out) / "dann_moons.png")
-        result["plot"] = str(path)
-        print(f"figure: {result['plot']}")
-    if args.json:
-        report.write_json(result, Path(args.json))
-        print(f"results: {args.json}")
+    try:
+        if plot:
+            if args.task == "digits":
+                path = report.digits_figure(result, args.out / "dann_digits.png")
+            else:
+                path = report.figure(result, args.out / "dann_moons.png")
+            result["plot"] = str(path)
+            print(f"figure: {result['plot']}")
+        if args.json:
+            report.write_json(result, args.json)
+            print(f"results: {args.json}")
+    except OSError as e:  # the folder checked at parse time changed, or a disk filled
+        print(f"gradrev demo: could not write {e.filename or ''}: {e.strerror or e}")
+        return 1
     return 0
 
 
@@ -267,36 +285,74 @@ def _check(args: argparse.Namespace) -> int:
     installed = [name for name in _FRAMEWORKS if demo.has(name)]
     missing = [name for name in backends or [] if name not in installed]
     if missing:
-        extras = ",".join(missing)
-        print(f'gradrev check: {", ".join(missing)} not installed: pip install "gradrev[{extras}]"')
+        print(f"gradrev check: {', '.join(missing)} not installed: {_hints(missing)}")
         return 2
     if not (backends or installed):
-        print('gradrev check: no backend installed; pip install "gradrev[torch]" (or [jax], ...)')
+        print(f"gradrev check: no framework installed. For PyTorch: {pip_command('torch')}")
         return 2
     if not demo.has("numpy"):
-        print('gradrev check: the reference needs NumPy: pip install "gradrev[torch]"')
+        print(f"gradrev check: the reference needs NumPy: {pip_command('numpy')}")
+        return 2
+    if _broken(backends or installed, "check"):
         return 2
     from gradrev import _check
 
     report = _check.run(backends or installed)
     print(_check.table(report))
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(report, f, indent=2)
+        try:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps(report, indent=2))
+        except OSError as e:  # checked at parse time; the folder changed during the run
+            print(f"gradrev check: could not write {args.json}: {e.strerror or e}")
+            return 1
+        print(f"report: {args.json}")
     return 0 if report["ok"] else 1
+
+
+def _hints(frameworks: list[str]) -> str:
+    return "".join(f"\n  {pip_command(name)}" for name in frameworks)  # one command a line
+
+
+def _broken(frameworks: list[str], command: str) -> bool:
+    """Whether importing one of ``frameworks`` fails (a broken install); says which and why."""
+    broken = False
+    for name in frameworks:
+        error = import_error(name)
+        if error:
+            print(f"gradrev {command}: {name} is installed but does not import: {error}")
+            print(f"  reinstall it: {pip_command(name)}")
+            broken = True
+    return broken
+
+
+def import_error(name: str) -> str | None:
+    """Why importing framework ``name`` fails (a broken install), or None if it imports."""
+    module = "mlx.core" if name == "mlx" else name
+    try:
+        importlib.import_module(module)
+    except Exception as e:  # a broken install raises anything: ImportError, OSError, ...
+        return f"{type(e).__name__}: {e}"
+    return None
 
 
 def _info(args: argparse.Namespace) -> int:
     from gradrev import __version__
 
     print(f"gradrev {__version__}, Python {platform.python_version()} on {platform.platform()}")
+    status = 0
     for name in _FRAMEWORKS:
         version = framework_version(name)
         if version is None:
-            print(f'{name:<11} not installed (pip install "gradrev[{name}]")')
+            print(f"{name:<11} not installed: {pip_command(name)}")
+            continue
+        error = import_error(name)
+        if error:
+            print(f"{name:<11} {version:<12} does not import: {error}")
+            status = 1
             continue
         print(f"{name:<11} {version:<12} devices: {', '.join(devices(name))}")
-    return 0
+    return status
 
 
 def framework_version(name: str) -> str | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import sys
+import weakref
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -14,7 +15,17 @@ T = TypeVar("T")
 _SUPPORTED = "a torch.Tensor, a jax.Array, a tf.Tensor/tf.Variable or an mlx.core.array"
 
 # type(x) -> backend reverse. Filled on first use of each type; later calls pay one lookup.
+# The types a framework defines itself live as long as the framework: held strongly. Others
+# (a user's Tensor subclass, made per model or per test) are held weakly, so the cache never
+# keeps a class alive; they pay a second, weak lookup.
 _BACKEND_FOR_TYPE: dict[type, Callable[[Any, Any], Any]] = {}
+_BACKEND_FOR_SUBCLASS: weakref.WeakKeyDictionary[type, Callable[[Any, Any], Any]] = (
+    weakref.WeakKeyDictionary()
+)
+_FRAMEWORKS = ("torch", "jax", "jaxlib", "tensorflow", "mlx")
+# Entry points under these names are ignored: a plug-in may only claim its own framework's
+# types, never Python's or NumPy's (whose classes are every object's bases) or a shipped one's.
+_NOT_PLUGINS = frozenset({"builtins", "numpy", *_FRAMEWORKS, *sys.stdlib_module_names})
 
 
 def reverse(x: T, lambda_: Any = 1.0) -> T:
@@ -58,8 +69,19 @@ def reverse(x: T, lambda_: Any = 1.0) -> T:
         return _find(x)(x, lambda_)  # type: ignore[no-any-return]
     fn = _BACKEND_FOR_TYPE.get(type(x))
     if fn is None:
-        fn = _BACKEND_FOR_TYPE[type(x)] = _find(x)
+        fn = _cached(type(x), x)
     return fn(x, lambda_)  # type: ignore[no-any-return]
+
+
+def _cached(cls: type, x: Any) -> Callable[[Any, Any], Any]:
+    fn = _BACKEND_FOR_SUBCLASS.get(cls)
+    if fn is None:
+        fn = _find(x)
+        if cls.__module__.partition(".")[0] in _FRAMEWORKS:
+            _BACKEND_FOR_TYPE[cls] = fn
+        else:
+            _BACKEND_FOR_SUBCLASS[cls] = fn
+    return fn
 
 
 def _find(x: Any) -> Callable[[Any, Any], Any]:
@@ -106,10 +128,44 @@ def _registered_backend(x: Any) -> Callable[[Any, Any], Any] | None:
         framework = cls.__module__.partition(".")[0]
         point = registered.get(framework)
         if point is not None and sys.modules.get(framework) is not None:
-            backend = point.load()
-            if backend.is_tensor(x):
+            backend = _load(point)
+            try:
+                claimed = backend.is_tensor(x)
+            except Exception as e:
+                raise RuntimeError(
+                    f"gradrev.reverse: the backend plug-in {_name(point)} raised in "
+                    f"is_tensor({_lambda.describe(x)}): {type(e).__name__}: {e}"
+                ) from e
+            if claimed:
                 return backend.reverse  # type: ignore[no-any-return]
     return None
+
+
+def _load(point: Any) -> Any:
+    """The plug-in's backend module, or an ImportError that names the entry point."""
+    try:
+        backend = point.load()
+    except Exception as e:  # any import-time failure of third-party code
+        raise ImportError(
+            f"gradrev.reverse: the backend plug-in {_name(point)} failed to load: "
+            f"{type(e).__name__}: {e}; fix or uninstall that distribution"
+        ) from e
+    missing = [
+        name for name in ("is_tensor", "reverse") if not callable(getattr(backend, name, None))
+    ]
+    if missing:
+        raise ImportError(
+            f"gradrev.reverse: the backend plug-in {_name(point)} is not a gradrev backend: "
+            f"it has no {' and no '.join(missing)} (see gradrev.backends.Backend); fix or "
+            "uninstall that distribution"
+        )
+    return backend
+
+
+def _name(point: Any) -> str:
+    dist = getattr(point, "dist", None)
+    where = f" of the distribution {dist.name} {dist.version}" if dist is not None else ""
+    return f"{point.name!r} (entry point '{point.name} = {point.value}' in gradrev.backends{where})"
 
 
 @functools.cache
@@ -117,7 +173,8 @@ def _entry_points() -> dict[str, Any]:
     """The ``gradrev.backends`` entry points by name; read once, when first needed."""
     from importlib.metadata import entry_points
 
-    return {point.name: point for point in entry_points(group="gradrev.backends")}
+    points = entry_points(group="gradrev.backends")
+    return {point.name: point for point in points if point.name not in _NOT_PLUGINS}
 
 
 def _supported() -> str:

@@ -45,7 +45,13 @@ def _short_repr(value: Any) -> str:
 
 
 def as_float(lambda_: Any, where: str, framework: str) -> float:
-    """Validate a Python-number λ and return it as a finite float."""
+    """Validate a Python-number λ and return it as a finite float.
+
+    The sign rule (docs/semantics.md): any finite λ is accepted. λ > 0 reverses and scales,
+    λ = 0 blocks (the gradient is g · −0.0), λ < 0 scales by |λ| without reversing.
+    """
+    if type(lambda_) is float and -math.inf < lambda_ < math.inf:
+        return lambda_  # the common case, without the numbers.Real ABC check (1 µs)
     if isinstance(lambda_, bool) or not isinstance(lambda_, numbers.Real):
         raise TypeError(
             f"{where}: lambda_ must be {ACCEPTED.format(framework=framework)}, "
@@ -104,3 +110,15 @@ def not_floating(lambda_: Any, where: str, framework: str) -> TypeError:
 
 def wrong_input(x: Any, where: str, accepted: str) -> TypeError:
     return TypeError(f"{where}: x must be {accepted}, got {describe(x)}")
+
+
+OPMATH_DTYPES = "float16, bfloat16, float32, float64, complex64 or complex128"
+
+
+def unsupported_dtype(dtype: str, where: str) -> TypeError:
+    """x of a floating dtype that PyTorch computes ``grad * -λ`` in no way for (float8...)."""
+    return TypeError(
+        f"{where}: x has dtype {dtype}, for which PyTorch defines no arithmetic, so there are "
+        f"no canonical bits to reproduce; accepted: {OPMATH_DTYPES} (integers and bools pass "
+        "through). Cast x first, e.g. to bfloat16 or float32, and the gradient back after"
+    )

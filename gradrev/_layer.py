@@ -1,13 +1,18 @@
-"""What every framework's GradientReversal layer shares. Imports no framework.
+"""The λ state machine that every framework's GradientReversal layer shares. Imports no framework.
 
 The layer contract (docs/semantics.md, "Layers"): a layer holding λ = v gives the bits of
 ``reverse(x, v)`` for v a Python float, in every input dtype and under every precision
 set-up; the backward of a forward uses that forward's λ; ``step()`` is atomic; a layer with
 a schedule takes λ only from it.
+
+`LambdaState` holds the rules once: construction, the ``lambda_`` setter, ``step()``,
+assigning a schedule, and the checks that every restore path runs (`restored_lambda`,
+`restored_steps`, `decode`). Each layer implements only its storage.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import numbers
 from typing import Any
@@ -15,15 +20,98 @@ from typing import Any
 from gradrev import _lambda, schedules
 
 FLOAT32_MAX = 3.4028234663852886e38
+MAX_STEPS = 2**31 - 1  # int32 storage in every framework; never wraps
+CONFIG_BYTES = 256  # room for any gradrev.schedules config as JSON
+
+
+class LambdaState:
+    """The λ / steps / schedule state machine, written once for every layer.
+
+    A layer subclasses it (first, before its framework's module class) and implements the
+    storage: ``_get_lambda``, ``_put_lambda``, ``_get_steps``, ``_put_steps``,
+    ``_lambda_dtype`` and ``_put_schedule``. ``_where`` names the layer in errors.
+    """
+
+    _where = "gradrev.GradientReversal"
+
+    # -- storage, implemented by each layer --------------------------------------------------
+    def _get_lambda(self) -> float:
+        raise NotImplementedError
+
+    def _put_lambda(self, value: float) -> None:
+        raise NotImplementedError
+
+    def _get_steps(self) -> int:
+        raise NotImplementedError
+
+    def _put_steps(self, steps: int) -> None:
+        raise NotImplementedError
+
+    def _lambda_dtype(self) -> str:
+        return "float64"
+
+    def _get_schedule(self) -> Any:
+        return self.__dict__.get("_schedule")
+
+    def _put_schedule(self, schedule: Any) -> None:
+        object.__setattr__(self, "_schedule", schedule)
+
+    # -- the state machine -------------------------------------------------------------------
+    def _init_state(self, lambda_: Any, schedule: Any) -> float:
+        """Construction: the validated λ at step 0 (store it, then call `_start_schedule`)."""
+        value = initial_lambda(lambda_, schedule, self._where)
+        return fit_storage(value, self._lambda_dtype(), self._where)
+
+    @property
+    def lambda_(self) -> float:
+        """The current λ, as a Python float."""
+        return self._get_lambda()
+
+    @lambda_.setter
+    def lambda_(self, value: float) -> None:
+        where = f"{self._where}.lambda_"
+        if self.schedule is not None:
+            raise refuse_manual_lambda(where)
+        self._put_lambda(fit_storage(check_lambda(value, where), self._lambda_dtype(), where))
+
+    @property
+    def schedule(self) -> Any:
+        """The schedule (a `gradrev.schedules` object or a callable step -> λ), or None."""
+        return self._get_schedule()
+
+    @schedule.setter
+    def schedule(self, schedule: Any) -> None:
+        # Attached at any time, a schedule sets λ = schedule(current step) at once.
+        check_schedule(schedule, f"{self._where}.schedule")
+        value = None
+        if schedule is not None:
+            value = lambda_at(schedule, self._get_steps(), f"{self._where}.schedule")
+            value = fit_storage(value, self._lambda_dtype(), f"{self._where}.schedule")
+        self._put_schedule(schedule)
+        if value is not None:
+            self._put_lambda(value)
+
+    def step(self) -> float:
+        """Advance one step and return the new λ; λ changes only with a schedule.
+
+        Atomic: if the schedule raises, gives a non-finite λ, or the step count would pass
+        2**31 - 1, nothing changes.
+        """
+        steps = next_step(self._get_steps(), self._where)
+        schedule = self.schedule
+        if schedule is None:
+            value = self._get_lambda()
+        else:
+            value = lambda_at(schedule, steps, self._where)
+            value = fit_storage(value, self._lambda_dtype(), self._where)
+        self._put_lambda(value)
+        self._put_steps(steps)
+        return value
 
 
 def initial_lambda(lambda_: Any, schedule: Any, where: str) -> float:
     """λ at step 0: ``schedule(0)`` with a schedule, else ``lambda_`` (1.0 when not given)."""
-    if schedule is not None and not callable(schedule):
-        raise TypeError(
-            f"{where}: schedule must be a gradrev.schedules object or a callable step -> λ, "
-            f"got {_lambda.describe(schedule)}"
-        )
+    check_schedule(schedule, where)
     if schedule is not None and lambda_ is not None:
         raise ValueError(
             f"{where}: got both lambda_={lambda_!r} and a schedule; with a schedule, λ is "
@@ -32,6 +120,14 @@ def initial_lambda(lambda_: Any, schedule: Any, where: str) -> float:
     if schedule is not None:
         return lambda_at(schedule, 0, where)
     return check_lambda(1.0 if lambda_ is None else lambda_, where)
+
+
+def check_schedule(schedule: Any, where: str) -> None:
+    if schedule is not None and not callable(schedule):
+        raise TypeError(
+            f"{where}: schedule must be a gradrev.schedules object or a callable step -> λ, "
+            f"got {_lambda.describe(schedule)}"
+        )
 
 
 def check_lambda(value: Any, where: str) -> float:
@@ -56,6 +152,15 @@ def lambda_at(schedule: Any, step: int, where: str) -> float:
     return _finite(value, f"{where}: schedule({step})")
 
 
+def next_step(steps: int, where: str) -> int:
+    if steps >= MAX_STEPS:
+        raise OverflowError(
+            f"{where}.step(): the step count is at its limit {MAX_STEPS} (2**31 - 1, the "
+            "int32 every framework can store); nothing was changed"
+        )
+    return steps + 1
+
+
 def fit_storage(value: float, dtype: str, where: str) -> float:
     """Refuse a λ that the layer's storage would round to ±inf (float32 storage only)."""
     if dtype == "float32" and abs(value) > FLOAT32_MAX:
@@ -67,6 +172,34 @@ def fit_storage(value: float, dtype: str, where: str) -> float:
     return value
 
 
+def restored_lambda(value: Any, dtype: str, where: str) -> float:
+    """A λ read from a checkpoint or weights (any real scalar, any dtype): checked as the
+    constructor checks it, returned as a float."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError) as e:
+        raise TypeError(
+            f"{where}: the restored λ must be one real number, got {_lambda.describe(value)}"
+        ) from e
+    return fit_storage(_finite(number, f"{where}: the restored λ"), dtype, where)
+
+
+def restored_steps(value: Any, where: str) -> int:
+    """A step count read from a checkpoint: a whole number in [0, 2**31 - 1], never rounded."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError) as e:
+        raise TypeError(
+            f"{where}: the restored step count must be one integer, got {_lambda.describe(value)}"
+        ) from e
+    if not (number.is_integer() and 0 <= number <= MAX_STEPS):
+        raise ValueError(
+            f"{where}: the restored step count must be a whole number in [0, {MAX_STEPS}], "
+            f"got {number!r}"
+        )
+    return int(number)
+
+
 def refuse_manual_lambda(where: str) -> ValueError:
     return ValueError(
         f"{where}: this layer's λ follows its schedule, so setting it by hand would be undone "
@@ -74,7 +207,48 @@ def refuse_manual_lambda(where: str) -> ValueError:
     )
 
 
-def schedule_config(schedule: Any) -> dict[str, Any] | None:
+# -- the schedule codec: one encoding for every layer's saved state -----------------------------
+
+
+def encode(schedule: Any, where: str) -> bytes:
+    """The schedule as ``CONFIG_BYTES`` zero-padded JSON bytes (all zeros: no schedule).
+
+    A callable that gradrev cannot save is recorded as unsaved: saving such a layer is
+    refused (`check_saveable`), and a layer restored from one refuses to step.
+    """
+    if schedule is None:
+        data = b""
+    else:
+        try:
+            saved = schedules.to_dict(schedule)
+        except TypeError:
+            saved = {"unsaved": repr(schedule)[:200]}
+        data = json.dumps(saved, sort_keys=True).encode()
+    if len(data) > CONFIG_BYTES:
+        raise ValueError(f"{where}: the schedule's config is over {CONFIG_BYTES} bytes: {data!r}")
+    return data.ljust(CONFIG_BYTES, b"\0")
+
+
+def decode(data: bytes, where: str) -> Any:
+    """The schedule that `encode` wrote; a clear error for an unsaved callable or bad bytes."""
+    text = bytes(data).rstrip(b"\0")
+    if not text:
+        return None
+    try:
+        saved = json.loads(text)
+    except (ValueError, RecursionError) as e:  # RecursionError: nesting deeper than json reads
+        raise ValueError(f"{where}: the restored schedule config is not gradrev's: {text!r}") from e
+    if isinstance(saved, dict) and "unsaved" in saved:
+        raise TypeError(
+            f"{where}: this layer was restored from one whose schedule {saved['unsaved']} "
+            "gradrev cannot save (only gradrev.schedules serialize); pass it again with "
+            "layer.schedule = ..."
+        )
+    return schedules.from_dict(saved)
+
+
+def check_saveable(schedule: Any) -> dict[str, Any] | None:
+    """The schedule's config for a save; refuses (TypeError) one that cannot be saved."""
     return None if schedule is None else schedules.to_dict(schedule)
 
 
@@ -82,7 +256,7 @@ def schedule_from_config(config: dict[str, Any] | None) -> Any:
     return None if config is None else schedules.from_dict(config)
 
 
-def _finite(value: numbers.Real, where: str) -> float:
+def _finite(value: Any, where: str) -> float:
     try:
         result = float(value)
     except OverflowError:  # an int beyond the float range, e.g. 10**400

@@ -13,12 +13,16 @@ assert grl.lambda_ == 0.5
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 try:
     import keras
+    import numpy as np
 except ImportError as e:  # pragma: no cover - exercised in a subprocess
-    raise ImportError('gradrev.keras needs Keras 3: pip install "gradrev[tensorflow]"') from e
+    from gradrev._install import missing
+
+    raise missing(__name__, "tensorflow", e) from e
 
 from gradrev import _layer
 
@@ -44,7 +48,7 @@ def _backend_reverse() -> Any:
 _WHERE = "gradrev.keras.GradientReversal"
 
 
-def _lambda_dtype() -> str:
+def _storage_dtype() -> str:
     """float64, except on JAX without jax_enable_x64, which has no float64 (nor float64 inputs)."""
     if keras.backend.backend() == "jax":
         import jax
@@ -54,14 +58,16 @@ def _lambda_dtype() -> str:
 
 
 @keras.saving.register_keras_serializable(package="gradrev")
-class GradientReversal(keras.layers.Layer):  # type: ignore[misc]
+class GradientReversal(_layer.LambdaState, keras.layers.Layer):  # type: ignore[misc]
     """Identity forward, gradient times −λ backward, with λ a non-trainable weight.
 
     Gives the bits of `gradrev.reverse(x, v)` for the Python float v = λ, in every input
     dtype and under every dtype policy: λ is a float64 weight (float32 on JAX without
     `jax_enable_x64`) that is never autocast, and inputs keep their dtype. λ (`lambda`) and
-    the step count (`steps`) are saved in `.keras` files, the schedule in the config.
-    Changing λ never retraces `fit`, and a backward always uses the λ its forward saw.
+    the step count (`steps`) are saved in `.keras` files, the schedule in the config; every
+    load (`.keras`, `load_weights`, the layer's `set_weights`) is checked as the constructor
+    checks λ. Changing λ never retraces `fit`, and a backward always uses the λ its forward
+    saw. A layer with a schedule trained by `fit` without `LambdaScheduler` warns.
 
     Args:
         lambda_: the constant λ (default 1.0). Not allowed together with `schedule`.
@@ -70,23 +76,23 @@ class GradientReversal(keras.layers.Layer):  # type: ignore[misc]
         **kwargs: passed to `keras.layers.Layer` (`name`, ...).
     """
 
+    _where = _WHERE
+
     def __init__(
         self, lambda_: float | None = None, *, schedule: Any = None, **kwargs: Any
     ) -> None:
-        super().__init__(**kwargs)
-        value = _layer.initial_lambda(lambda_, schedule, _WHERE)
-        dtype = _lambda_dtype()
-        value = _layer.fit_storage(value, dtype, _WHERE)
-        self.schedule = schedule
+        keras.layers.Layer.__init__(self, **kwargs)
+        value = self._init_state(lambda_, schedule)
         self._convert_input_args = False  # an identity must not cast bfloat16 inputs to float32
         self.supports_masking = True
         self._reverse = _backend_reverse()
+        self._stepped = False  # whether a LambdaScheduler or step() moves this layer
         # On torch, the weight is a tensor that assign() rewrites in place: the backward of a
         # forward needs its own copy of λ (JAX and TensorFlow read immutable values).
         self._copy_lambda = keras.backend.backend() == "torch"
         self.lam = self.add_weight(
             shape=(),
-            dtype=dtype,
+            dtype=_storage_dtype(),
             initializer="zeros",
             trainable=False,
             autocast=False,  # mixed precision policies would round λ to the compute dtype
@@ -96,52 +102,67 @@ class GradientReversal(keras.layers.Layer):  # type: ignore[misc]
         self.steps = self.add_weight(
             shape=(), dtype="int32", initializer="zeros", trainable=False, name="steps"
         )
+        self._put_schedule(schedule)
 
-    def call(self, x: Any) -> Any:
+    def call(self, x: Any, training: Any = None) -> Any:
+        if training and not self._stepped and self._schedule is not None:
+            self._stepped = True  # warn once (this runs when fit traces its step)
+            warnings.warn(
+                f"{_WHERE} {self.name!r} has a schedule but nothing steps it, so λ stays "
+                "at its current value. Pass gradrev.keras.LambdaScheduler() to fit's "
+                "callbacks, or call layer.step() in your loop.",
+                stacklevel=2,
+            )
         lam = self.lam.value
         return self._reverse(x, keras.ops.copy(lam) if self._copy_lambda else lam)
 
     def compute_output_shape(self, input_shape: Any) -> Any:
         return input_shape
 
-    def compute_output_spec(self, x: Any) -> Any:
+    def compute_output_spec(self, x: Any, training: Any = None) -> Any:
         return keras.KerasTensor(x.shape, dtype=x.dtype, sparse=getattr(x, "sparse", False))
 
-    @property
-    def lambda_(self) -> float:
-        """The current λ, as a Python float."""
+    # -- storage for the shared state machine -----------------------------------------------
+    def _lambda_dtype(self) -> str:
+        lam = self.__dict__.get("lam")
+        return _storage_dtype() if lam is None else str(lam.dtype)
+
+    def _get_lambda(self) -> float:
         return float(keras.ops.convert_to_numpy(self.lam.value))
 
-    @lambda_.setter
-    def lambda_(self, value: float) -> None:
-        where = f"{_WHERE}.lambda_"
-        if self.schedule is not None:
-            raise _layer.refuse_manual_lambda(where)
-        self.lam.assign(
-            _layer.fit_storage(_layer.check_lambda(value, where), self.lam.dtype, where)
-        )
+    def _put_lambda(self, value: float) -> None:
+        self.lam.assign(value)
 
-    def step(self) -> float:
-        """Advance one step and return the new λ; λ changes only with a schedule.
+    def _get_steps(self) -> int:
+        return int(keras.ops.convert_to_numpy(self.steps.value))
 
-        Atomic: if the schedule raises or gives a non-finite λ, nothing changes.
-        """
-        steps = int(keras.ops.convert_to_numpy(self.steps.value)) + 1
-        if self.schedule is None:
-            value = self.lambda_
-        else:
-            value = _layer.lambda_at(self.schedule, steps, _WHERE)
-            value = _layer.fit_storage(value, self.lam.dtype, _WHERE)
-            self.lam.assign(value)
+    def _put_steps(self, steps: int) -> None:
+        self._stepped = True
         self.steps.assign(steps)
-        return value
+
+    # -- restore paths -------------------------------------------------------------------------
+    def set_weights(self, weights: Any) -> None:
+        super().set_weights(self._checked(list(weights)))
+
+    def load_own_variables(self, store: Any) -> None:
+        """`.keras` files and `load_weights`: λ and the step count are checked first."""
+        checked = self._checked([store[str(i)] for i in range(len(store))])
+        super().load_own_variables({str(i): v for i, v in enumerate(checked)})
+
+    def _checked(self, weights: list[Any]) -> list[Any]:
+        if len(weights) == 2:
+            dtype = self._lambda_dtype()
+            lam = _layer.restored_lambda(_scalar(weights[0]), dtype, _WHERE)
+            steps = _layer.restored_steps(_scalar(weights[1]), _WHERE)
+            weights = [np.asarray(lam, dtype), np.asarray(steps, "int32")]
+        return weights
 
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()
         if self.schedule is None:
             config.update(lambda_=self.lambda_, schedule=None)
         else:
-            config.update(schedule=_layer.schedule_config(self.schedule))
+            config.update(schedule=_layer.check_saveable(self.schedule))
         return config  # type: ignore[no-any-return]
 
     @classmethod
@@ -154,14 +175,19 @@ class GradientReversal(keras.layers.Layer):  # type: ignore[misc]
         return cls(**config)
 
 
+def _scalar(value: Any) -> Any:
+    array = np.asarray(keras.ops.convert_to_numpy(value))
+    return array.reshape(()) if array.size == 1 else value
+
+
 class LambdaScheduler(keras.callbacks.Callback):  # type: ignore[misc]
     """Steps `GradientReversal` layers once per training batch.
 
     `LambdaScheduler()` steps every `GradientReversal` in the model;
     `LambdaScheduler(layer, ...)` steps only those given. With `steps_per_execution=k`,
-    Keras runs k batches per call and calls back once: the layers are stepped k times then,
-    so the step count (and λ) after every call is schedule(batches seen). The k batches
-    inside one call share the λ of the first.
+    Keras runs k batches per call and calls back once: the layers are stepped once per
+    batch that call ran, so the step count (and λ) after every call is schedule(batches
+    seen). The batches inside one call share the λ of the first.
     """
 
     def __init__(self, *layers: GradientReversal) -> None:
@@ -169,22 +195,33 @@ class LambdaScheduler(keras.callbacks.Callback):  # type: ignore[misc]
         self.layers = layers
         self._seen = 0  # batches of the current epoch already counted
 
+    def _targets(self) -> list[GradientReversal]:
+        return list(self.layers) or [
+            layer
+            for layer in self.model._flatten_layers(include_self=False)
+            if isinstance(layer, GradientReversal)
+        ]
+
+    def on_train_begin(self, logs: Any = None) -> None:
+        for layer in self._targets():
+            layer._stepped = True  # stepped by this callback: no warning
+
     def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
         self._seen = 0
 
     def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
         # `batch` is the index of the last batch this call ran (k per call with
-        # steps_per_execution=k).
-        count, self._seen = batch + 1 - self._seen, batch + 1
+        # steps_per_execution=k); Keras reports a full call's index for a last, shorter
+        # call, so the count stops at the epoch's number of batches.
+        end = batch + 1
+        total = (self.params or {}).get("steps")
+        if total:
+            end = min(end, total)
+        count, self._seen = end - self._seen, end
         # The JAX trainer keeps variables in its own state during fit; sync them out so the
         # steps are seen, and the trainer reloads them before the next batch.
         if hasattr(self.model, "jax_state_sync"):
             self.model.jax_state_sync()
-        layers = self.layers or [
-            layer
-            for layer in self.model._flatten_layers(include_self=False)
-            if isinstance(layer, GradientReversal)
-        ]
-        for layer in layers:
+        for layer in self._targets():
             for _ in range(count):
                 layer.step()

@@ -12,7 +12,6 @@ assert round(grl.lambda_, 4) == 0.0500
 
 from __future__ import annotations
 
-import json
 import struct
 from collections.abc import Callable
 from typing import Any
@@ -21,46 +20,54 @@ try:
     import mlx.core as mx
     import mlx.nn as nn
 except ImportError as e:  # pragma: no cover - exercised in a subprocess
-    raise ImportError('gradrev.mlx needs MLX: pip install "gradrev[mlx]"') from e
+    from gradrev._install import missing
 
-from gradrev import _lambda, _layer, schedules
+    raise missing(__name__, "mlx", e) from e
+
+from gradrev import _lambda, _layer
 from gradrev.backends import mlx as backend
 
 __all__ = ["GradientReversal"]
 
 _WHERE = "gradrev.mlx.GradientReversal"
-_CONFIG_BYTES = 256  # room for any gradrev.schedules config as JSON
-# The layer's state, each with the one dtype it is kept in (see __setitem__).
-_STATE = {"lam": mx.uint32, "steps": mx.int32, "schedule_config": mx.uint8}
+# The layer's state arrays (see __setitem__).
+_STATE = ("lam", "steps", "schedule_config")
+_LAM_BYTES = 8
+# Each float dtype holds every whole number below this one exactly (and may round it).
+_EXACT_INTEGERS = {mx.float16: 2048, mx.bfloat16: 256, mx.float32: 2**24}
 
 
-class GradientReversal(nn.Module):  # type: ignore[name-defined,misc]  # mlx.nn has no stubs
+class GradientReversal(_layer.LambdaState, nn.Module):  # type: ignore[name-defined,misc]
     """Identity forward, gradient times −λ backward, with λ held in the module's state.
 
     Gives the bits of `gradrev.reverse(x, v)` for the Python float v = λ, in every input
     dtype, whatever the model is cast to. λ (`lam`), the step count (`steps`) and the
     schedule's config (`schedule_config`) are frozen arrays of the module, so they are saved
-    by `save_weights` (safetensors or npz), restored by `load_weights`, left alone by
-    optimizers, and passed to `mx.compile(..., inputs=model.state)` as inputs: changing λ
-    never recompiles. `lam` holds the two 32-bit halves of λ's float64 bits, which no
-    `set_dtype` rounds and which safetensors (no float64) can store. A backward always uses
-    the λ its forward saw.
+    by `save_weights` (safetensors or npz), restored by `load_weights` (checked as the
+    constructor checks them, a cast file included), left alone by optimizers, and passed to
+    `mx.compile(..., inputs=model.state)` as inputs: changing λ never recompiles. `lam`
+    holds the 8 bytes of λ's float64, which every float dtype holds exactly (so no cast of
+    the model or of a file rounds λ) and which safetensors (no float64) can store. A
+    backward always uses the λ its forward saw.
 
     Args:
         lambda_: the constant λ (default 1.0). Not allowed together with `schedule`.
         schedule: a `gradrev.schedules` object or a callable `step -> λ`; λ starts at
-            `schedule(0)` and each `step()` moves it on. Only `gradrev.schedules` objects
-            are saved with the weights.
+            `schedule(0)` and each `step()` moves it on. `save_weights` refuses a callable
+            that gradrev cannot save.
     """
+
+    _where = _WHERE
 
     def __init__(
         self, lambda_: float | None = None, *, schedule: Callable[[int], Any] | None = None
     ) -> None:
-        super().__init__()
-        value = _layer.initial_lambda(lambda_, schedule, _WHERE)
+        nn.Module.__init__(self)  # type: ignore[attr-defined]
+        value = self._init_state(lambda_, schedule)
         self.lam = _bits(value)
         self.steps = mx.array(0, mx.int32)
-        self._schedule: Any = None
+        object.__setattr__(self, "_schedule", None)
+        object.__setattr__(self, "_encoded", _layer.encode(None, _WHERE))
         self.schedule = schedule
         self.freeze()  # λ, steps and the config are state, never trained
 
@@ -75,60 +82,49 @@ class GradientReversal(nn.Module):  # type: ignore[name-defined,misc]  # mlx.nn 
             super().__setattr__(key, value)
 
     def __setitem__(self, key: str, value: Any) -> None:
-        # Every cast of the model reaches this layer's arrays here: set_dtype, apply and
-        # update write them one by one. A cast of the current value is refused (kept as it
-        # was), so no precision set-up rounds λ or the step count.
-        dtype = _STATE.get(key)
-        if dtype is not None and isinstance(value, mx.array) and value.dtype != dtype:
-            current = self.get(key)
-            if current is not None and _is_cast_of(value, current):
-                value = current
-            elif key == "lam":
-                raise ValueError(
-                    f"{_WHERE}: lam holds the bits of λ as {_STATE[key]} of shape (2,), got "
-                    f"{_lambda.describe(value)}; set λ with layer.lambda_ = value"
-                )
-            else:
-                value = value.astype(dtype)
+        # Every write of the model's arrays reaches this layer's here: set_dtype, apply,
+        # update and load_weights. λ is kept as its 8 bytes, which every float dtype holds
+        # exactly, so a cast (of the model, or of a file) never changes it; each write is
+        # checked as the constructor checks λ, and a step count that a cast rounded is refused.
+        if key in _STATE and isinstance(value, mx.array):
+            value = _restored(key, value)
         super().__setitem__(key, value)
 
-    @property
-    def lambda_(self) -> float:
-        """The current λ, as a Python float."""
+    # -- storage for the shared state machine -----------------------------------------------
+    def _get_lambda(self) -> float:
         return float(_value(self.lam))
 
-    @lambda_.setter
-    def lambda_(self, value: float) -> None:
-        if self.schedule is not None:
-            raise _layer.refuse_manual_lambda(f"{_WHERE}.lambda_")
-        self.lam = _bits(_layer.check_lambda(value, f"{_WHERE}.lambda_"))
-
-    @property
-    def schedule(self) -> Any:
-        """The schedule: the one given, or the one saved with the weights this layer loaded."""
-        if self._schedule is not None:
-            return self._schedule
-        return _decode(self["schedule_config"])
-
-    @schedule.setter
-    def schedule(self, schedule: Any) -> None:
-        config = _encode(schedule)
-        object.__setattr__(self, "_schedule", schedule)
-        self.schedule_config = config
-
-    def step(self) -> float:
-        """Advance one step and return the new λ; λ changes only with a schedule.
-
-        Runs eagerly, between compiled steps: λ is an input of `mx.compile(...,
-        inputs=model.state)`, so the next call sees it without recompiling. Atomic: if the
-        schedule raises or gives a non-finite λ, nothing changes.
-        """
-        steps = int(self.steps) + 1
-        schedule = self.schedule
-        value = self.lambda_ if schedule is None else _layer.lambda_at(schedule, steps, _WHERE)
+    def _put_lambda(self, value: float) -> None:
         self.lam = _bits(value)
+
+    def _get_steps(self) -> int:
+        try:
+            return int(self.steps)
+        except (ValueError, RuntimeError) as e:  # mx.compile: the step count has no value
+            raise RuntimeError(
+                f"{_WHERE}.step() runs eagerly, between compiled calls: λ and the step count "
+                "are inputs of mx.compile(..., inputs=model.state), so the next call sees them"
+            ) from e
+
+    def _put_steps(self, steps: int) -> None:
         self.steps = mx.array(steps, mx.int32)
-        return value
+
+    def _get_schedule(self) -> Any:
+        data = bytes(self["schedule_config"].tolist())
+        if data == self._encoded:
+            return self._schedule
+        return _layer.decode(data, _WHERE)  # restored from another layer's weights
+
+    def _put_schedule(self, schedule: Any) -> None:
+        encoded = _layer.encode(schedule, _WHERE)
+        object.__setattr__(self, "_schedule", schedule)
+        object.__setattr__(self, "_encoded", encoded)
+        self.schedule_config = mx.array(list(encoded), mx.uint8)
+
+    def save_weights(self, file: str) -> None:
+        """`mlx.nn.Module.save_weights`, refusing a schedule that gradrev cannot save."""
+        _layer.check_saveable(self.schedule)
+        super().save_weights(file)
 
     def _extra_repr(self) -> str:
         try:
@@ -138,47 +134,46 @@ class GradientReversal(nn.Module):  # type: ignore[name-defined,misc]  # mlx.nn 
         return f"lambda_={self.lambda_:.6g}, steps={int(self.steps)}, schedule={schedule}"
 
 
-def _is_cast_of(value: mx.array, current: mx.array) -> bool:
-    if value.shape != current.shape:
-        return False
-    return bool(mx.array_equal(current.astype(value.dtype), value))
+def _restored(key: str, value: mx.array) -> mx.array:
+    """An array written into the layer, checked: λ's bytes must be a finite λ, the step count
+    a whole number in range that no cast has rounded, the schedule's config bytes."""
+    if key == "lam":
+        if value.dtype == mx.uint32 and value.shape == (2,):  # gradrev 0.3's layout
+            value = value.view(mx.uint8, stream=mx.cpu)
+        if value.shape != (_LAM_BYTES,) or not _holds_bytes(value):
+            raise ValueError(
+                f"{_WHERE}: lam holds the {_LAM_BYTES} bytes of λ's float64, got "
+                f"{_lambda.describe(value)}; set λ with layer.lambda_ = value"
+            )
+        value = value.astype(mx.uint8)
+        _layer.restored_lambda(_value(value).item(), "float64", _WHERE)
+        return value
+    if key == "steps":
+        number = value.astype(mx.float64, stream=mx.cpu).item()
+        exact = _EXACT_INTEGERS.get(value.dtype)
+        if exact is not None and not abs(number) < exact:
+            raise ValueError(
+                f"{_WHERE}: the restored step count {number!r} was cast to {value.dtype}, which "
+                f"holds whole numbers exactly only below {exact}; load it as an integer"
+            )
+        return mx.array(_layer.restored_steps(number, _WHERE), mx.int32)
+    if not _holds_bytes(value):
+        raise ValueError(f"{_WHERE}: schedule_config holds bytes, got {_lambda.describe(value)}")
+    return value.astype(mx.uint8)
+
+
+def _holds_bytes(value: mx.array) -> bool:
+    wide = value.astype(mx.float64, stream=mx.cpu)
+    whole = mx.all(wide == mx.floor(wide, stream=mx.cpu), stream=mx.cpu)
+    inside = mx.all((wide >= 0) & (wide <= 255), stream=mx.cpu)
+    return bool(whole.item()) and bool(inside.item())
 
 
 def _bits(value: float) -> mx.array:
-    """λ as the two 32-bit halves of its float64 bits (little-endian)."""
-    return mx.array(list(struct.unpack("<2I", struct.pack("<d", value))), mx.uint32)
+    """λ as the 8 bytes of its float64 (little-endian), which every float dtype holds exactly."""
+    return mx.array(list(struct.pack("<d", value)), mx.uint8)
 
 
 def _value(bits: mx.array) -> mx.array:
     # float64 exists on MLX's CPU stream only; gradrev.reverse rounds λ there as well.
     return bits.view(mx.float64, stream=mx.cpu).reshape((), stream=mx.cpu)
-
-
-def _encode(schedule: Any) -> mx.array:
-    """A gradrev schedule's config as zero-padded JSON bytes (all zeros: none).
-
-    A callable that gradrev cannot save is recorded as such, so that a layer restored from
-    it refuses to step instead of silently freezing λ.
-    """
-    try:
-        saved = None if schedule is None else schedules.to_dict(schedule)
-    except TypeError:  # a callable that gradrev cannot save
-        saved = {"unsaved": repr(schedule)[:200]}
-    data = b"" if saved is None else json.dumps(saved, sort_keys=True).encode()
-    if len(data) > _CONFIG_BYTES:
-        raise ValueError(f"{_WHERE}: the schedule's config is over {_CONFIG_BYTES} bytes: {data!r}")
-    return mx.array(list(data.ljust(_CONFIG_BYTES, b"\0")), mx.uint8)
-
-
-def _decode(config: mx.array) -> Any:
-    data = bytes(config.tolist()).rstrip(b"\0")  # type: ignore[arg-type]
-    if not data:
-        return None
-    saved = json.loads(data)
-    if "unsaved" in saved:
-        raise TypeError(
-            f"{_WHERE}: this layer was restored from one whose schedule {saved['unsaved']} "
-            "gradrev cannot save (only gradrev.schedules serialize); pass it again with "
-            "layer.schedule = ..."
-        )
-    return schedules.from_dict(saved)

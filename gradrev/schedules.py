@@ -25,6 +25,8 @@ import sys
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol, runtime_checkable
 
+from gradrev import _lambda
+
 __all__ = [
     "DANN",
     "Constant",
@@ -218,20 +220,35 @@ _BY_NAME: dict[str, Any] = {
 
 
 def from_dict(config: dict[str, Any]) -> Constant | Linear | DANN | WarmStart:
-    """Rebuild a schedule from ``schedule.to_dict()``."""
-    if not isinstance(config, dict) or config.get("name") not in _BY_NAME:
+    """Rebuild a schedule from ``schedule.to_dict()``.
+
+    A config from elsewhere (a checkpoint, a file) is only read, never executed: anything
+    but a dict of a known name and its fields, each of the right type and range, is
+    gradrev's ``ValueError``.
+    """
+    where = "gradrev.schedules.from_dict"
+    name = config.get("name") if isinstance(config, dict) else None
+    if not isinstance(name, str) or name not in _BY_NAME:
         raise ValueError(
-            f"gradrev.schedules.from_dict: expected a dict with 'name' in {sorted(_BY_NAME)}, "
-            f"got {config!r}"
+            f"{where}: expected a dict with 'name' in {sorted(_BY_NAME)}, "
+            f"got {_lambda.describe(config)}"
         )
-    cls = _BY_NAME[config["name"]]
+    cls = _BY_NAME[name]
+    accepted = [f.name for f in dataclasses.fields(cls)]
     fields = {k: v for k, v in config.items() if k != "name"}
-    unknown = sorted(set(fields) - {f.name for f in dataclasses.fields(cls)})
+    unknown = sorted(repr(k) for k in fields if k not in accepted)
     if unknown:
         raise ValueError(
-            f"gradrev.schedules.from_dict: unknown fields {unknown} for {config['name']!r}; "
-            f"accepted: {[f.name for f in dataclasses.fields(cls)]}"
+            f"{where}: unknown fields [{', '.join(unknown)}] for {name!r}; accepted: {accepted}"
         )
+    required = [
+        f.name
+        for f in dataclasses.fields(cls)
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    ]
+    missing = [k for k in required if k not in fields]
+    if missing:
+        raise ValueError(f"{where}: {name!r} needs the fields {missing}; got {sorted(fields)}")
     return cls(**fields)  # type: ignore[no-any-return]
 
 
@@ -247,24 +264,44 @@ def to_dict(schedule: Any) -> dict[str, Any]:
 
 
 def _finite(obj: Any, name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"{type(obj).__name__}: {name} must be a finite number, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not _fits(value):
+        raise ValueError(
+            f"{type(obj).__name__}: {name} must be a finite number, got {_lambda._short_repr(value)}"
+        )
+
+
+def _fits(value: int | float) -> bool:
+    """Finite, and within float64's range (an int such as 10**400 is not)."""
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
 
 
 def _positive(obj: Any, name: str, value: Any) -> None:
     _finite(obj, name, value)
     if value <= 0:
-        raise ValueError(f"{type(obj).__name__}: {name} must be a finite number > 0, got {value!r}")
+        raise ValueError(
+            f"{type(obj).__name__}: {name} must be a finite number > 0, got {_lambda._short_repr(value)}"
+        )
+
+
+_MAX_INT = 2**53  # every step count up to here is exact as a float64
 
 
 def _positive_int(obj: Any, name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(f"{type(obj).__name__}: {name} must be a positive int, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= _MAX_INT:
+        raise ValueError(
+            f"{type(obj).__name__}: {name} must be a positive int, got "
+            f"{_lambda._short_repr(value)}; accepted: 1 to 2**53"
+        )
 
 
 def _bool(obj: Any, name: str, value: Any) -> None:
     if not isinstance(value, bool):
-        raise ValueError(f"{type(obj).__name__}: {name} must be True or False, got {value!r}")
+        raise ValueError(
+            f"{type(obj).__name__}: {name} must be True or False, got {_lambda._short_repr(value)}"
+        )
 
 
 @functools.cache

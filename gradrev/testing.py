@@ -28,11 +28,30 @@ from typing import Any, Protocol
 import numpy as np
 
 from gradrev import _dispatch, _reference
+from gradrev._layer_harness import (
+    LAYER_CHECKS,
+    LayerAdapter,
+    LayerCertificate,
+    LayerCheckError,
+    certify_layer,
+    run_layer_check,
+)
 
 __all__ = ["CHECKS", "Adapter", "Certificate", "CertificationError", "certify", "run_check"]
+__all__ += [  # the layer conformance harness (gradrev/_layer_harness.py)
+    "LAYER_CHECKS",
+    "LayerAdapter",
+    "LayerCertificate",
+    "LayerCheckError",
+    "certify_layer",
+    "run_layer_check",
+]
 
 DTYPES = ("float16", "bfloat16", "float32", "float64")
+COMPLEX_DTYPES = ("complex64", "complex128")
 LAMBDAS = (1.0, 0.0, -0.0, -0.7, 0.3, 2.5, 1e-3)
+INT_LAMBDAS = (2, -3, 0, 1)
+LARGE = 65_539  # past every SIMD body and unrolled loop: a vectorised path, then its tail
 
 
 class Adapter(Protocol):
@@ -40,8 +59,14 @@ class Adapter(Protocol):
 
     ``name`` is the framework's name as the backend's errors spell it ("lambda_ must be ...
     a 0-d floating {name} tensor"); ``ops`` is the backend module, with ``is_tensor`` and
-    ``reverse``. An adapter may also define ``flushes_subnormals() -> bool`` (default
-    False), for a framework whose CPU flushes subnormal floats in every operation.
+    ``reverse``. Optional, where the framework can tell:
+
+    - ``flushes_subnormals() -> bool`` (default False), for a framework whose CPU flushes
+      subnormal floats in every operation;
+    - ``shares_memory(y, x) -> bool``: whether ``y`` aliases ``x`` (the forward must not copy);
+    - ``saved_for_backward(fn, x) -> list[int]``: the element counts of what ``fn(x)`` keeps
+      for its backward (only a 0-d λ may be kept);
+    - ``complex_dtypes``: the complex dtypes the framework has (default both).
     """
 
     name: str
@@ -94,7 +119,7 @@ def certify(adapter: Adapter, *, compiled: bool = True, strict: bool = True) -> 
     Returns:
         A [Certificate][gradrev.testing.Certificate] with each check's outcome.
     """
-    certificate = Certificate(adapter.name)
+    certificate = Certificate(str(getattr(adapter, "name", adapter)))
     for name in CHECKS:
         if name == "compiled_parity" and not compiled:
             continue
@@ -102,6 +127,8 @@ def certify(adapter: Adapter, *, compiled: bool = True, strict: bool = True) -> 
             run_check(name, adapter)
         except AssertionError as e:
             certificate.results[name] = str(e) or "failed"
+        except Exception as e:  # an incomplete adapter, or a backend that crashes: reported
+            certificate.results[name] = f"raised {type(e).__name__}: {e}"
         else:
             certificate.results[name] = None
     if strict and not certificate.ok:
@@ -111,7 +138,12 @@ def certify(adapter: Adapter, *, compiled: bool = True, strict: bool = True) -> 
 
 def run_check(name: str, adapter: Adapter) -> None:
     """Run one check of [CHECKS][gradrev.testing.CHECKS]; raises AssertionError if it fails."""
-    CHECKS[name](adapter)
+    check = CHECKS.get(name) if isinstance(name, str) else None
+    if check is None:
+        raise ValueError(
+            f"gradrev.testing.run_check: no check named {name!r}; accepted: {', '.join(CHECKS)}"
+        )
+    check(adapter)
 
 
 # -- The checks ---------------------------------------------------------------------------
@@ -126,15 +158,20 @@ def _dtypes() -> list[str]:
     return [d for d in DTYPES if d != "bfloat16" or _reference.BFLOAT16 is not None]
 
 
-def _probe(dtype: str) -> np.ndarray:
-    """Random values, ±0, ±inf, NaN, the extremes and subnormals."""
+def _probe(dtype: str, size: int = 1024) -> np.ndarray:
+    """Random values, ±0, ±inf, NaN, the extremes and subnormals (complex: in both parts)."""
+    if dtype.startswith("complex"):
+        part = _probe(f"float{int(dtype[7:]) // 2}", size)
+        out = np.empty(part.shape, dtype)
+        out.real, out.imag = part, np.roll(part, 7)
+        return out
     dt = _reference.dtype(dtype)
     info = _reference.finfo(dt)
     special = [0.0, -0.0, np.inf, -np.inf, np.nan, float(info.max), float(info.tiny)]
     special += [float(info.smallest_subnormal), -float(info.smallest_subnormal)]
     rng = np.random.default_rng(0)
     with np.errstate(over="ignore"):
-        return np.concatenate([rng.standard_normal(1024) * 3, special]).astype(dt)
+        return np.concatenate([rng.standard_normal(size) * 3, special]).astype(dt)
 
 
 def _reversed(adapter: Adapter, g: np.ndarray, lam: Any, compiled: bool = False) -> np.ndarray:
@@ -157,12 +194,15 @@ def _parity(adapter: Adapter, compiled: bool = False) -> None:
     # Compiling is slow (torch.compile: seconds per call), so compiled: one λ, two forms.
     for dtype in _dtypes():
         g = _probe(dtype)
-        for lam in LAMBDAS if not compiled else (0.3,):
-            what = f"{dtype}, λ={lam}"
-            _assert_bits(_reversed(adapter, g, lam, compiled), g, lam, adapter, what)
-            for lam_dtype in ("float64", "float32") if not compiled else ("float32",):
-                held = float(np.asarray(lam, lam_dtype))
-                if _flushes(adapter) and abs(held) < np.finfo(lam_dtype).tiny:
+        for lam in (*LAMBDAS, *INT_LAMBDAS) if not compiled else (0.3,):
+            what = f"{dtype}, λ={lam!r}"
+            # An int λ means float(λ): λ = 0 scales by −0.0, as the float does.
+            _assert_bits(_reversed(adapter, g, lam, compiled), g, float(lam), adapter, what)
+            if isinstance(lam, int):
+                continue
+            for lam_dtype in _dtypes() if not compiled else ("float32",):
+                held = float(np.asarray(lam, _reference.dtype(lam_dtype)))
+                if _flushes(adapter) and abs(held) < _reference.finfo(lam_dtype).tiny:
                     held = float(np.copysign(0.0, held))
                 got = _reversed(adapter, g, adapter.scalar(lam, lam_dtype), compiled)
                 _assert_bits(got, g, held, adapter, f"{what} as a 0-d {lam_dtype} tensor")
@@ -176,6 +216,42 @@ def check_parity(adapter: Adapter) -> None:
 def check_compiled_parity(adapter: Adapter) -> None:
     """The same bits under the framework's compiler."""
     _parity(adapter, compiled=True)
+
+
+def check_complex(adapter: Adapter) -> None:
+    """Complex gradients are scaled by the real -λ: never conjugated, in every complex dtype."""
+    for dtype in getattr(adapter, "complex_dtypes", COMPLEX_DTYPES):
+        g = _probe(dtype)
+        if _flushes(adapter):
+            # A complex multiply adds a ±0 term to each part, which turns a flushed −0.0
+            # into +0.0: leave out parts whose product with λ would be subnormal.
+            tiny = 4 * float(_reference.finfo(g.real.dtype).tiny)
+            for part in (g.real, g.imag):
+                part[(np.abs(part) < tiny) & (part != 0)] = 1.0
+        for lam in (0.3, -0.7, 1.0):
+            _assert_bits(_reversed(adapter, g, lam), g, lam, adapter, f"{dtype}, λ={lam}")
+
+
+def check_large(adapter: Adapter) -> None:
+    """Sizes that reach vectorised kernels, in every dtype, for λ a number and a tensor."""
+    for dtype in _dtypes():
+        g = _probe(dtype, LARGE)
+        _assert_bits(_reversed(adapter, g, 0.3), g, 0.3, adapter, f"{g.size} {dtype}")
+        held = float(np.float32(0.3))
+        got = _reversed(adapter, g, adapter.scalar(0.3, "float32"))
+        _assert_bits(got, g, held, adapter, f"{g.size} {dtype}, λ a float32 tensor")
+
+
+def check_saves_only_lambda(adapter: Adapter) -> None:
+    """Nothing but λ is kept for backward: not x, not the output (if the adapter can tell)."""
+    saved = getattr(adapter, "saved_for_backward", None)
+    if saved is None:
+        return
+    x = adapter.tensor(np.ones((4, 3), np.float32))
+    for lam in (0.3, adapter.scalar(0.3, "float32")):
+        sizes = list(saved(lambda a, lam=lam: adapter.ops.reverse(a, lam), x))
+        big = [n for n in sizes if n > 1]
+        assert not big, f"λ={_short(lam)}: saved tensors of {big} elements for backward"
 
 
 def check_shapes(adapter: Adapter) -> None:
@@ -195,12 +271,29 @@ def check_chained(adapter: Adapter) -> None:
 
 
 def check_identity_forward(adapter: Adapter) -> None:
-    """The forward returns the same values, as the framework's own tensor type."""
-    a = np.arange(12, dtype=np.float32).reshape(3, 4)
-    x = adapter.tensor(a)
-    y = adapter.ops.reverse(x, 0.3)
-    assert type(y) is type(x), f"reverse returned a {type(y).__name__}, not a {type(x).__name__}"
-    assert np.array_equal(adapter.numpy(y), a), "the forward changed the values"
+    """The forward returns the same bits (−0.0, NaN, subnormals included), as the framework's
+    own tensor type, without a copy (if the adapter can tell)."""
+    shares = getattr(adapter, "shares_memory", None)
+    for dtype in _dtypes():
+        a = _probe(dtype)
+        x = adapter.tensor(a)
+        for lam in (0.3, adapter.scalar(0.3, "float32")):
+            y = adapter.ops.reverse(x, lam)
+            what = f"{dtype}, λ={_short(lam)}"
+            assert type(y) is type(x), (
+                f"{what}: returned a {type(y).__name__}, not a {type(x).__name__}"
+            )
+            got = adapter.numpy(y)
+            assert got.dtype == a.dtype and got.shape == a.shape, (
+                f"{what}: got {got.dtype}{got.shape}"
+            )
+            bad = ~_reference.same_bits(got, a)
+            assert not bad.any(), (
+                f"{what}: the forward changed {int(bad.sum())} elements: {got[bad][:3]}"
+            )
+            # Aliasing in float32 only: some frameworks cannot export a bfloat16 buffer.
+            copied = dtype == "float32" and shares is not None and not shares(y, x)
+            assert not copied, f"{what}: the forward copied x"
 
 
 def check_dispatch(adapter: Adapter) -> None:
@@ -262,6 +355,9 @@ def _short(value: Any) -> str:
 CHECKS: dict[str, Callable[[Adapter], None]] = {
     "parity": check_parity,
     "compiled_parity": check_compiled_parity,
+    "complex": check_complex,
+    "large": check_large,
+    "saves_only_lambda": check_saves_only_lambda,
     "shapes": check_shapes,
     "chained": check_chained,
     "identity_forward": check_identity_forward,

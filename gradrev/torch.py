@@ -14,7 +14,12 @@ assert round(grl.lambda_, 4) == 0.0500
 from collections.abc import Callable
 from typing import Any
 
-import torch
+try:
+    import torch
+except ImportError as e:  # pragma: no cover - exercised in a subprocess
+    from gradrev._install import missing
+
+    raise missing(__name__, "torch", e) from e
 
 from gradrev import _layer
 from gradrev.backends import torch as backend
@@ -22,16 +27,19 @@ from gradrev.backends import torch as backend
 __all__ = ["GradientReversal"]
 
 _WHERE = "gradrev.torch.GradientReversal"
+_NARROW = (torch.float32, torch.bfloat16, torch.float16)
 
 
-class GradientReversal(torch.nn.Module):
+class GradientReversal(_layer.LambdaState, torch.nn.Module):
     """Identity forward, gradient times −λ backward, with λ held in a float64 buffer.
 
     Gives the bits of `gradrev.reverse(x, v)` for the Python float v = λ, in every input
-    dtype, whatever the module is cast to: `.half()`, `.bfloat16()`, `.to(dtype)` and
-    precision plugins move λ but never round it. λ (buffer `lam`, float64 of shape (1,)) and
-    the step count (buffer `steps`) are in `state_dict`, the schedule in its extra state. Changing λ never
-    recompiles `torch.compile`, and a backward always uses the λ its forward saw.
+    dtype, whatever the module is cast to: `.half()`, `.bfloat16()`, `.to(dtype)`, precision
+    plugins and FSDP's `buffer_dtype` move λ but never round it. The state dict holds
+    tensors only (safetensors can save it): λ (`lam`, float64 of shape (1,)), the step count
+    (`steps`) and the schedule's config (`schedule_config`, bytes); loading it restores all
+    three, checked as the constructor checks them. Changing λ never recompiles
+    `torch.compile`, and a backward always uses the λ its forward saw.
 
     Args:
         lambda_: the constant λ (default 1.0). Not allowed together with `schedule`.
@@ -43,105 +51,157 @@ class GradientReversal(torch.nn.Module):
     # TorchScript compiler reads them, and cannot read 'torch.Tensor' as a string.
     lam: torch.Tensor
     steps: torch.Tensor
-    # The setter is Python (it checks λ): TorchScript compiles forward only.
-    __jit_unused_properties__ = ("lambda_",)
+    schedule_config: torch.Tensor
+    _where = _WHERE
+    # The properties are Python (they check λ): TorchScript compiles forward only.
+    __jit_unused_properties__ = ("lambda_", "schedule")
 
     def __init__(
         self, lambda_: float | None = None, *, schedule: Callable[[int], Any] | None = None
     ) -> None:
-        super().__init__()
-        value = _layer.initial_lambda(lambda_, schedule, _WHERE)
+        torch.nn.Module.__init__(self)
+        value = self._init_state(lambda_, schedule)
         self._lambda_init = value
-        self.schedule = schedule
+        self._value = value  # λ as a Python float: what a wrapper's cast of the buffer rounded
         # Shape (1,), not (): TorchDynamo treats a 0-d float64 input like a Python float and
         # recompiles once its value changes.
         self.register_buffer("lam", torch.tensor([value], dtype=torch.float64))
         self.register_buffer("steps", torch.tensor(0, dtype=torch.int64))
+        self.register_buffer("schedule_config", torch.zeros(_layer.CONFIG_BYTES, dtype=torch.uint8))
+        self._put_schedule(schedule)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # The backward must use this forward's λ even if step() or `lambda_ =` rewrites the
-        # buffer in place before backward() runs, so it gets a copy. The copy is already
-        # rounded to the dtype the backward computes in (float32 below float64), exactly as
-        # PyTorch rounds a Python float, which saves the backward that conversion.
+        # The backward must use this forward's λ even if step() or `lambda_ =` changes it
+        # before backward() runs: they put a new tensor in the buffer, never write into the
+        # one a backward saved. The copy is rounded to the dtype the backward computes in
+        # (float32 below float64), exactly as PyTorch rounds a Python float.
+        lam = self.lam
         wide = x.dtype in (torch.float64, torch.complex128)
-        lam = self.lam.to(torch.float64 if wide else torch.float32, copy=True).view(())
         # torch.jit.script compiles only this branch (backend.reverse is Python dispatch):
         # the operator that torch.export and torch.jit.trace record too.
         if torch.jit.is_scripting():  # type: ignore[attr-defined]
+            lam = lam.to(torch.float64 if wide else torch.float32, copy=True).view(())
             return torch.ops.gradrev.reverse_lambda_tensor(x, lam)  # type: ignore[no-any-return]
+        if lam.dtype != torch.float64:  # a wrapper cast it behind our back (FSDP1's buffer_dtype)
+            lam = self._uncast(lam)
+        lam = lam.to(torch.float64 if wide else torch.float32, copy=True).view(())
         return backend.reverse(x, lam)
 
-    @property
-    def lambda_(self) -> float:
-        """The current λ, as a Python float."""
-        return float(self.lam)
+    # -- storage for the shared state machine -----------------------------------------------
+    def _get_lambda(self) -> float:
+        return self._trusted(float(self.lam))
 
-    @lambda_.setter
-    def lambda_(self, value: float) -> None:
-        if self.schedule is not None:
-            raise _layer.refuse_manual_lambda(f"{_WHERE}.lambda_")
-        self.lam.fill_(_layer.check_lambda(value, f"{_WHERE}.lambda_"))
+    def _put_lambda(self, value: float) -> None:
+        # A new tensor, not fill_(): a compiled graph may have saved the old one for its
+        # backward, and an in-place write would make that backward fail (or see the new λ).
+        lam = self._buffers["lam"]
+        device = lam.device if lam is not None else None
+        self._buffers["lam"] = torch.tensor([value], dtype=torch.float64, device=device)
+        self._value = value
+
+    def _get_steps(self) -> int:
+        return int(self.steps)
 
     @torch.no_grad()
-    def step(self) -> float:
-        """Advance one step and return the new λ; λ changes only with a schedule.
-
-        Atomic: if the schedule raises or gives a non-finite λ, nothing changes.
-        """
-        steps = int(self.steps) + 1
-        if self.schedule is None:
-            value = self.lambda_
-        else:
-            value = _layer.lambda_at(self.schedule, steps, _WHERE)
-        self.lam.fill_(value)
+    def _put_steps(self, steps: int) -> None:
         self.steps.fill_(steps)
+
+    @torch.no_grad()
+    def _put_schedule(self, schedule: Any) -> None:
+        data = _layer.encode(schedule, _WHERE)
+        self.schedule_config.copy_(torch.frombuffer(bytearray(data), dtype=torch.uint8))
+        self._schedule = schedule
+
+    # -- casts, resets, state dicts ------------------------------------------------------------
+    def _trusted(self, value: float) -> float:
+        """λ read from the buffer; a rounding of the Python λ (a wrapper cast it) reads as λ."""
+        if value != self._value and _rounds_to(self._value, value):
+            return self._value
+        self._value = value
         return value
+
+    def _uncast(self, lam: torch.Tensor) -> torch.Tensor:
+        value = float(lam)
+        if value == self._value or not _rounds_to(self._value, value):
+            raise ValueError(
+                f"{_WHERE}: λ must be held in float64, got a {lam.dtype} λ = {value!r} "
+                "(from functional_call or a rewritten buffer); pass float64"
+            )
+        exact = torch.tensor([self._value], dtype=torch.float64, device=lam.device)
+        if lam is self._buffers.get("lam"):
+            self._buffers["lam"] = exact  # FSDP1 rewrote .data: put λ back once
+        return exact
 
     @torch.no_grad()
     def reset_parameters(self) -> None:
         """Back to the initial λ and step 0 (e.g. after `to_empty()` from the meta device)."""
-        value = (
-            self._lambda_init
-            if self.schedule is None
-            else _layer.lambda_at(self.schedule, 0, _WHERE)
-        )
-        self.lam.fill_(value)
         self.steps.zero_()
+        schedule = self.schedule
+        if schedule is None:
+            self._put_lambda(self._lambda_init)
+        else:
+            self._put_schedule(schedule)
+            self._put_lambda(_layer.lambda_at(schedule, 0, _WHERE))
 
     def _apply(self, fn: Callable[[torch.Tensor], torch.Tensor], recurse: bool = True) -> Any:
         # Module casts (.half(), .bfloat16(), .to(dtype), Lightning's precision plugins) reach
-        # buffers only through this private hook. λ follows the device but keeps float64, or a
-        # bfloat16 cast would turn 0.3 into 0.30078125 and a float16 cast 1e5 into inf.
-        lam = self.lam
+        # buffers only through this private hook. The state follows the device but keeps its
+        # dtypes, or a bfloat16 cast would turn 0.3 into 0.30078125 and 1e5 into inf.
+        before = {name: self._buffers[name] for name in ("lam", "steps", "schedule_config")}
         super()._apply(fn, recurse)  # type: ignore[no-untyped-call]
-        if self.lam.dtype != torch.float64:
-            self.lam = lam.to(self.lam.device)
+        for name, old in before.items():
+            new = self._buffers[name]
+            if old is not None and new is not None and new.dtype != old.dtype:
+                self._buffers[name] = old.to(new.device)
         return self
 
     def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
-        # gradrev 0.1 saved λ as a 0-d float32 buffer: load it into today's (1,) float64 one.
-        lam = state_dict.get(prefix + "lam")
-        if isinstance(lam, torch.Tensor) and lam.ndim == 0:
-            state_dict[prefix + "lam"] = lam.reshape(1)
+        # Every load (assign=True included) goes through the constructor's checks, and
+        # restores λ, the step count and the schedule together.
+        lam, steps = state_dict.get(prefix + "lam"), state_dict.get(prefix + "steps")
+        extra = state_dict.pop(prefix + "_extra_state", None)  # gradrev <= 0.2 saved a dict
+        config = state_dict.get(prefix + "schedule_config")
+        value = schedule = None
+        if isinstance(lam, torch.Tensor):
+            if lam.numel() != 1:
+                raise ValueError(
+                    f"{_WHERE}: the restored lam must hold one number, got {lam.shape}"
+                )
+            value = _layer.restored_lambda(lam.reshape(()), "float64", _WHERE)
+            lam64 = torch.tensor([value], dtype=torch.float64, device=lam.device)
+            state_dict[prefix + "lam"] = lam64  # gradrev 0.1 saved a 0-d float32 λ
+        if isinstance(steps, torch.Tensor):
+            count = _layer.restored_steps(steps.reshape(()), _WHERE)
+            state_dict[prefix + "steps"] = torch.tensor(count, device=steps.device)
+        if config is None and lam is not None:  # a checkpoint from before schedule_config
+            saved = extra.get("schedule") if isinstance(extra, dict) else None
+            data = _layer.encode(_layer.schedule_from_config(saved), _WHERE)
+            config = torch.frombuffer(bytearray(data), dtype=torch.uint8)
+            state_dict[prefix + "schedule_config"] = config
+        if isinstance(config, torch.Tensor):
+            schedule = _layer.decode(config.to(torch.uint8).numpy().tobytes(), _WHERE)
         super()._load_from_state_dict(state_dict, prefix, *args)
+        if isinstance(config, torch.Tensor):
+            self._schedule = schedule
+        if value is not None:
+            self._value = value
 
     def _save_to_state_dict(
         self, destination: dict[str, Any], prefix: str, keep_vars: bool
     ) -> None:
+        _layer.check_saveable(self.schedule)  # refuses a callable it could not restore
         super()._save_to_state_dict(destination, prefix, keep_vars)
-        # The legacy ONNX exporter calls .detach() on every state_dict value
-        # (torch.jit._unique_state_dict): the schedule, a dict, must stay out. An inference
-        # graph has no use for it.
-        if backend._onnx_exporting():
-            del destination[prefix + "_extra_state"]
-
-    def get_extra_state(self) -> dict[str, Any]:
-        return {"schedule": _layer.schedule_config(self.schedule)}
-
-    def set_extra_state(self, state: dict[str, Any]) -> None:
-        self.schedule = _layer.schedule_from_config(state["schedule"])
+        lam = self.lam
+        if not lam.is_meta and (lam.dtype != torch.float64 or float(lam) != self._value):
+            value = self._get_lambda()  # a wrapper's cast saves λ, not its rounding
+            destination[prefix + "lam"] = torch.tensor([value], dtype=torch.float64)
 
     def extra_repr(self) -> str:
         if self.lam.is_meta:  # deferred initialization: no values yet
-            return f"lambda_=<meta>, schedule={self.schedule!r}"
-        return f"lambda_={self.lambda_:.6g}, steps={int(self.steps)}, schedule={self.schedule!r}"
+            return f"lambda_=<meta>, schedule={self._schedule!r}"
+        return f"lambda_={self.lambda_:.6g}, steps={int(self.steps)}, schedule={self._schedule!r}"
+
+
+def _rounds_to(exact: float, value: float) -> bool:
+    """Whether ``value`` is ``exact`` rounded to a narrower float dtype."""
+    return any(float(torch.tensor(exact, dtype=d)) == value for d in _NARROW)

@@ -24,8 +24,9 @@ gradrev="$venv/bin/gradrev"
 py="$venv/bin/python"
 mkdir "$work/run" && cd "$work/run" # the installed package, not the source tree
 
-step "gradrev --help"
+step "gradrev --help, --version"
 "$gradrev" --help >/dev/null
+"$gradrev" --version | grep -qx "gradrev $("$py" -c 'import gradrev; print(gradrev.__version__)')"
 "$gradrev" bench --help | grep -q -- "--quick"
 
 step "gradrev info"

@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "install.md"
 BEGIN, END = "<!-- matrix:begin -->", "<!-- matrix:end -->"
 # The packages whose versions a row reports, in this order.
-REPORTED = ("torch", "jax", "jaxlib", "flax", "tensorflow", "keras", "numpy", "ml_dtypes")
+REPORTED = ("torch", "jax", "jaxlib", "flax", "tensorflow", "keras", "mlx", "numpy", "ml_dtypes")
 
 
 @dataclass(frozen=True)
@@ -49,6 +49,7 @@ CONFIGS = [
     Config("floors-torch", "3.10", ("torch",), ("torch",), floors=True),
     Config("floors-jax", "3.10", ("jax",), ("jax",), floors=True),
     Config("floors-tensorflow", "3.10", ("tensorflow",), ("tensorflow",), floors=True),
+    Config("floors-mlx", "3.10", ("mlx",), ("mlx",), floors=True),
     Config("middle-torch", "3.12", ("torch",), ("torch",), {"torch": "2.9.1"}),
     Config("middle-jax", "3.12", ("jax",), ("jax",), {"jax": "0.8.2", "flax": "0.12.2"}),
     Config(
@@ -61,19 +62,21 @@ CONFIGS = [
     Config("latest-torch", "3.13", ("torch",), ("torch",)),
     Config("latest-jax", "3.13", ("jax",), ("jax",)),
     Config("latest-tensorflow", "3.13", ("tensorflow",), ("tensorflow",)),
-    # All three in one process: torch 2.14.1 (CUDA build, with triton) next to TensorFlow.
-    Config("latest-all", "3.11", ("all",), ("torch", "jax", "tensorflow")),
+    Config("latest-mlx", "3.13", ("mlx",), ("mlx",)),
+    # All four in one process: torch 2.14.1 (CUDA build, with triton) next to TensorFlow.
+    Config("latest-all", "3.11", ("all",), ("torch", "jax", "tensorflow", "mlx")),
 ]
 BY_NAME = {c.name: c for c in CONFIGS}
 
 
 def floors() -> dict[str, dict[str, str]]:
-    """``{extra: {package: floor}}`` from pyproject.toml's ``>=`` bounds."""
+    """``{extra: {package: floor}}`` from pyproject.toml's ``>=`` bounds (``mlx[cpu]>=0.32;
+    sys_platform == 'linux'`` gives mlx 0.32: the pin applies on every platform)."""
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     out: dict[str, dict[str, str]] = {}
     for extra, reqs in project["optional-dependencies"].items():
         for req in reqs:
-            m = re.fullmatch(r"([A-Za-z0-9_.-]+)>=([0-9][0-9a-z.]*)", req)
+            m = re.fullmatch(r"([A-Za-z0-9_.-]+)(?:\[\w+\])?>=([0-9][0-9a-z.]*)(?:\s*;.*)?", req)
             if m:
                 out.setdefault(extra, {})[m.group(1)] = m.group(2)
     return out

@@ -57,7 +57,7 @@ def skip_reason(*names: str) -> str | None:
         if requested is not None and name not in requested:
             return f"{name} not in GRADREV_TEST_BACKENDS={','.join(requested)}"
         if requested is None and not installed(name):
-            return f'{name} is not installed (pip install "gradrev[{name}]")'
+            return f'{name} is not installed (pip install -c constraints.txt ".[{name}]")'
     return None
 
 

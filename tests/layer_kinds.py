@@ -134,6 +134,20 @@ class TorchKind:
 
     restore_into_plain = roundtrip  # roundtrip already loads into a layer built plainly
 
+    def restore_into(self, layer: Any, target: Any) -> Any:
+        buf = io.BytesIO()
+        self.torch.save(layer.state_dict(), buf)
+        buf.seek(0)
+        target.load_state_dict(self.torch.load(buf, weights_only=True))
+        return target
+
+    def load_values(self, layer: Any, lam: Any, steps: Any) -> None:
+        """λ and the step count written through load_state_dict, as a checkpoint would."""
+        t, state = self.torch, layer.state_dict()
+        state["lam"] = t.tensor([float(lam)], dtype=t.float64)
+        state["steps"] = t.tensor(steps)
+        layer.load_state_dict(state)
+
     def traces(self, layer: Any, lambdas: list[float]) -> int:
         from torch._dynamo.testing import CompileCounterWithBackend
 
@@ -216,6 +230,19 @@ class NnxKind(_JaxSetups):
         fresh = self.cls()
         self.nnx.update(fresh, state)
         return fresh
+
+    def restore_into(self, layer: Any, target: Any) -> Any:
+        state = self.jax.tree.map(lambda a: np.asarray(a).copy(), self.nnx.state(layer))
+        self.nnx.update(target, state)
+        return target
+
+    def load_values(self, layer: Any, lam: Any, steps: Any) -> None:
+        """λ and the step count written through nnx.update, as a checkpoint restore would."""
+        nnx, state = self.nnx, self.nnx.state(layer)
+        pure = nnx.to_pure_dict(state)
+        pure["lam"], pure["steps"] = np.asarray(lam), np.asarray(steps)
+        nnx.replace_by_pure_dict(state, pure)
+        nnx.update(layer, state)
 
     def traces(self, layer: Any, lambdas: list[float]) -> int:
         count = []
@@ -372,6 +399,13 @@ class KerasKind:
 
     restore_into_plain = roundtrip  # the schedule travels in the .keras config
 
+    def restore_into(self, layer: Any, target: Any) -> Any:
+        return self.roundtrip(layer)  # a .keras file builds its layers from its own config
+
+    def load_values(self, layer: Any, lam: Any, steps: Any) -> None:
+        """λ and the step count written through the layer's set_weights."""
+        layer.set_weights([np.asarray(lam), np.asarray(steps)])
+
     def traces(self, layer: Any, lambdas: list[float]) -> int:
         """Keras fit over len(lambdas) batches, λ set before each batch: count the compiles."""
         keras, calls = self.keras, []
@@ -523,6 +557,26 @@ class MlxKind:
             return self.cls().load_weights(path)
 
     restore_into_plain = roundtrip  # the schedule's config is one of the saved arrays
+
+    def restore_into(self, layer: Any, target: Any) -> Any:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "weights.safetensors")
+            layer.save_weights(path)
+            return target.load_weights(path)
+
+    def load_values(self, layer: Any, lam: Any, steps: Any, dtype: Any = None) -> None:
+        """λ (as its float64 bits) and the step count written through load_weights."""
+        import struct
+
+        mx = self.mx
+        bits = mx.array(list(struct.pack("<d", float(lam))), mx.uint8)
+        weights = {**dict(layer.parameters()), "lam": bits, "steps": mx.array(steps, mx.int32)}
+        if dtype is not None:
+            weights = {k: v.astype(dtype) for k, v in weights.items()}
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "weights.safetensors")
+            mx.save_safetensors(path, weights)
+            layer.load_weights(path)
 
     def traces(self, layer: Any, lambdas: list[float]) -> int:
         mx, count = self.mx, []

@@ -121,21 +121,8 @@ def test_inplace_after_reversal_is_torchs_error_never_a_wrong_gradient() -> None
         gradrev.reverse(leaf, 0.5).add_(1.0)
 
 
-@pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="torch 2.13: TorchDynamo differentiates the Function's forward (an identity) under "
-    "torch.func.jvp and ignores the Function; gradrev cannot see this from inside the trace",
-)
-def test_torch_forward_mode_inside_torch_compile() -> None:
-    torch = pytest.importorskip("torch")
-    from gradrev.backends.torch import reverse
-
-    torch._dynamo.reset()
-    jvp = torch.compile(
-        lambda x, t: torch.func.jvp(lambda a: reverse(a, 0.5), (x,), (t,))[1], fullgraph=True
-    )
-    assert torch.equal(jvp(torch.ones(2), torch.ones(2)), torch.full((2,), -0.5))
+# Forward mode and torch.func transforms inside torch.compile: refused with fullgraph=True,
+# right (eager fallback) without it; see tests/test_errors.py.
 
 
 def test_jax_hessian_is_forward_over_reverse_and_refused() -> None:

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import installed, requested_backends, skip_reason
@@ -66,7 +67,10 @@ def test_bench_quick_writes_json(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     report = json.loads(out.read_text())
     sections = {r["section"].split(",")[0] for r in report["rows"]}
-    assert {"dispatch: gradrev.reverse vs the backend function"} <= sections
+    assert {"dispatch: what gradrev.reverse adds to the backend function"} <= sections
+    assert {f"{fw} eager" for fw in ("torch", "jax", "tensorflow", "mlx") if installed(fw)} <= {
+        s.split(",")[0] for s in sections
+    }
     if installed("torch"):  # the saved-bytes section measures torch's autograd graph
         saved = [r for r in report["rows"] if r["case"] == "gradrev" and r["unit"] == "bytes"]
         assert saved and saved[0]["value"] == 0  # nothing saved for backward: not a timing
@@ -168,3 +172,239 @@ def test_bench_ships_with_the_package(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.strip().startswith(str(tmp_path))
+
+
+# -- Bad arguments: the command's usage, a message, exit 2; never a traceback or a run -------
+
+
+def parse_error(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
+    """``gradrev ARGV`` in this process: what it printed on stderr, having exited with 2."""
+    from gradrev._cli import main
+
+    with pytest.raises(SystemExit) as exit:
+        main(list(argv))
+    assert exit.value.code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    return err
+
+
+DEMO_FAST = ("demo", "--backends", "torch", "--seeds", "1", "--steps", "5")
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        ("--lambda-max", "inf"),
+        ("--lambda-max", "-1"),
+        ("--gamma", "nan"),
+        ("--gamma", "0"),
+        ("--hidden", "1e30"),
+        ("--hidden", str(10**30)),
+        ("--lr", "nan"),
+        ("--lr", "-0.1"),
+        ("--seeds", "0"),
+        ("--steps", "-5"),
+        ("--batch-size", "1.5"),
+    ],
+    ids=str,
+)
+def test_demo_refuses_a_bad_number_before_running(
+    capsys: pytest.CaptureFixture[str], option: str, value: str
+) -> None:
+    err = parse_error(capsys, *DEMO_FAST, "--out", "/nonexistent-i22", option, value)
+    assert "usage: gradrev demo" in err
+    assert f"argument {option}: must be " in err and repr(value) in err
+
+
+@pytest.mark.parametrize("option", ["--out", "--json"])
+def test_demo_refuses_an_unwritable_path(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, option: str
+) -> None:
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    err = parse_error(capsys, *DEMO_FAST, option, str(afile / "sub"))
+    assert f"argument {option}: cannot write" in err and "is not a folder" in err
+
+
+def test_check_refuses_a_folder_for_json(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    err = parse_error(capsys, "check", "--json", str(tmp_path))
+    assert "usage: gradrev check" in err and "is a folder: give a file path" in err
+
+
+def test_an_unknown_option_shows_the_commands_usage(capsys: pytest.CaptureFixture[str]) -> None:
+    err = parse_error(capsys, "check", "--fast")
+    assert err.startswith("usage: gradrev check") and "unrecognized arguments: --fast" in err
+
+
+def test_help_names_all_four_frameworks() -> None:
+    proc = gradrev_cli("--help")
+    assert "PyTorch, JAX, TensorFlow and MLX" in proc.stdout
+
+
+def test_version_prints_the_package_version() -> None:
+    import gradrev
+
+    proc = gradrev_cli("--version")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == f"gradrev {gradrev.__version__}\n"
+
+
+@pytest.mark.skipif(not installed("torch"), reason="needs torch")
+def test_check_json_creates_missing_folders_and_says_where(tmp_path: Path) -> None:
+    """It used to fail with a traceback after the whole run."""
+    out = tmp_path / "new" / "folder" / "check.json"
+    proc = gradrev_cli("check", "--backends", "torch", "--json", str(out))
+    assert proc.returncode == 0, proc.stdout + proc.stderr[-2000:]
+    assert json.loads(out.read_text())["ok"] is True
+    assert f"report: {out}" in proc.stdout
+
+
+# Random values for every numeric option of the demo. Each is refused by argparse with the
+# option's name and exit 2, or accepted within the documented range and then builds the
+# demo's schedule (a value the parser passes must not fail later, inside the run).
+NUMERIC = {
+    "--seeds": ("seeds", int, 1, 100),
+    "--steps": ("steps", int, 1, 100_000),
+    "--hidden": ("hidden", int, 1, 4096),
+    "--batch-size": ("batch_size", int, 1, 4096),
+    "--lr": ("lr", float, 0, 10),
+    "--lambda-max": ("lambda_max", float, 0, 100),
+    "--gamma": ("gamma", float, 0, 1000),
+}
+
+
+def _values() -> Any:
+    from hypothesis import strategies as st
+
+    numbers = st.one_of(
+        st.integers(min_value=-(10**40), max_value=10**40),
+        st.floats(allow_nan=True, allow_infinity=True),
+    )
+    words = st.sampled_from(["nan", "-nan", "inf", "-inf", "1e400", "0x10", "", " ", "1_0", "½"])
+    return st.one_of(numbers.map(str), words, st.text(max_size=8))
+
+
+def test_demo_numbers_fuzzed(capsys: pytest.CaptureFixture[str]) -> None:
+    hypothesis = pytest.importorskip("hypothesis")
+    from hypothesis import strategies as st
+
+    from gradrev import schedules
+    from gradrev._cli import _demo_config, _parser
+
+    @hypothesis.settings(max_examples=300, deadline=None, database=None)
+    @hypothesis.given(st.sampled_from(sorted(NUMERIC)), _values())
+    def check(option: str, value: str) -> None:
+        field, kind, low, high = NUMERIC[option]
+        try:
+            args = _parser().parse_args(["demo", f"{option}={value}"])
+        except SystemExit as exit:
+            assert exit.code == 2
+            err = capsys.readouterr().err
+            assert f"argument {option}: " in err and "Traceback" not in err, err
+            return
+        got = getattr(args, field)
+        assert type(got) is kind and low <= got <= high, (option, value, got)
+        config = _demo_config(args)  # unset options take the task's defaults
+        schedules.dann(config.steps, config.gamma, config.lambda_max)(config.steps // 2)
+
+    check()
+
+
+def broken_framework(tmp_path: Path, error: str) -> dict[str, str]:
+    """An environment in which ``import torch`` raises ``error`` (a broken install)."""
+    (tmp_path / "torch").mkdir()
+    (tmp_path / "torch" / "__init__.py").write_text(f"raise {error}\n")
+    path = os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])
+    return {**os.environ, "PYTHONPATH": path, "TF_CPP_MIN_LOG_LEVEL": "3", "OMP_NUM_THREADS": "1"}
+
+
+@pytest.mark.skipif(not installed("torch"), reason="torch's metadata must say it is installed")
+@pytest.mark.parametrize(
+    "error", ["ImportError('libtorch_cpu.so: cannot open')", "OSError('bad ELF header')"]
+)
+@pytest.mark.parametrize(
+    ("command", "code"), [(("info",), 1), (("check", "--backends", "torch"), 2)], ids=str
+)
+def test_a_broken_framework_is_reported_without_a_traceback(
+    tmp_path: Path, error: str, command: tuple[str, ...], code: int
+) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "gradrev", *command],
+        capture_output=True,
+        text=True,
+        env=broken_framework(tmp_path, error),
+        timeout=600,
+    )
+    assert proc.returncode == code, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr, proc.stderr
+    assert "does not import" in proc.stdout and error.split("'")[1] in proc.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not installed("torch"), reason="runs the demo on torch")
+def test_demo_runs_with_random_accepted_numbers(tmp_path: Path) -> None:
+    """What the parser accepts runs to the end: exit 0 and a results file, no traceback."""
+    hypothesis = pytest.importorskip("hypothesis")
+    from hypothesis import strategies as st
+
+    from gradrev._cli import main
+
+    @hypothesis.settings(max_examples=4, deadline=None, database=None)
+    @hypothesis.given(
+        st.floats(1e-6, 10),
+        st.floats(0, 100),
+        st.floats(1e-3, 1000),
+        st.integers(1, 64),
+        st.integers(1, 64),
+    )
+    def run(lr: float, lambda_max: float, gamma: float, hidden: int, batch: int) -> None:
+        out = tmp_path / "r.json"
+        out.unlink(missing_ok=True)
+        argv = [*DEMO_FAST, "--out", str(tmp_path), "--json", str(out), f"--lr={lr!r}"]
+        argv += [f"--lambda-max={lambda_max!r}", f"--gamma={gamma!r}"]
+        argv += [f"--hidden={hidden}", f"--batch-size={batch}"]
+        assert main(argv) == 0
+        assert list(json.loads(out.read_text())["results"]) == ["torch"]
+
+    run()
+
+
+def test_bench_verdict_is_missed_only_when_the_whole_spread_is_past_the_target() -> None:
+    """Per-round ratios: a row misses only when its first quartile is past the target."""
+    from gradrev import _bench_core as core
+
+    core.ROWS.clear()
+    ref = [1.0] * 8
+    straddles = [1.0, 1.1, 1.1, 1.3, 1.3, 1.3, 1.4, 1.5]  # median 1.3, first quartile 1.1
+    past = [1.3, 1.3, 1.35, 1.4, 1.4, 1.5, 1.5, 1.6]
+    core.compare("s", "straddles", {"a": straddles, "r": ref}, "a", "r", 1.2)
+    core.compare("s", "past", {"a": past, "r": ref}, "a", "r", 1.2)
+    straddling, missed = core.ROWS
+    assert straddling["pass"] is True and straddling["spread"][0] <= 1.2 < straddling["ratio"]
+    assert missed["pass"] is False and missed["spread"][0] > 1.2
+    text = core.table()
+    assert "ratio" in text and "spread" in text and "target" in text and "MISSED" in text
+    core.ROWS.clear()
+
+
+def test_bench_strict_exits_non_zero_on_a_miss(monkeypatch: pytest.MonkeyPatch) -> None:
+    from gradrev import _bench, _bench_core
+
+    def fake_eager(framework: str, rounds: int) -> None:
+        _bench_core.row("eager", framework, 1.0, "µs", "x", 2.0, "≤ 1.00×", False, (2.0, 2.0))
+
+    monkeypatch.setattr("gradrev._bench_eager.bench_eager", fake_eager)
+    monkeypatch.setattr(_bench, "installed", lambda: ["torch"])
+    assert _bench.main(["--only", "eager", "--strict"]) == 1
+    assert _bench.main(["--only", "eager"]) == 0
+
+
+def test_bench_refuses_an_unwritable_json_before_running(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    (tmp_path / "afile").write_text("")
+    err = parse_error(capsys, "bench", "--quick", "--json", str(tmp_path / "afile" / "b.json"))
+    assert "usage: gradrev bench" in err and "is not a folder" in err

@@ -73,6 +73,9 @@ def test_one_element_lambda_error_says_how_to_fix_it(backend: Any) -> None:
     assert "reshape" not in str(info.value)
 
 
+@pytest.mark.skipif(
+    not (ROOT / ".ci").is_dir(), reason="reads .ci/run, which the sdist does not carry"
+)
 def test_ci_installs_the_compat_test_extra() -> None:
     """.ci/run installs exactly the compat-test extra's packages, with --no-deps."""
     tomllib = pytest.importorskip("tomllib")
@@ -688,3 +691,143 @@ def test_adapt_update_lambda_on_other_keras_backends(keras_backend: str) -> None
     )
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
     assert "4 passed" in proc.stdout, proc.stdout[-2000:]
+
+
+# --- Every drop-in's edge (issue 20) ------------------------------------------------------
+
+
+def drop_in_functions(torch: Any) -> dict[str, Any]:
+    """Each drop-in as ``fn(x, alpha)``, the layers built with α."""
+    from gradrev.compat import gradient_reversal, revgrad, tllib
+
+    return {
+        "revgrad.revgrad": revgrad.revgrad,
+        "revgrad.RevGrad": lambda x, a: revgrad.RevGrad(a)(x),
+        "gradient_reversal.gradient_reversal": gradient_reversal.gradient_reversal,
+        "gradient_reversal.GradientReversalLayer": lambda x, a: (
+            gradient_reversal.GradientReversalLayer(a)(x)
+        ),
+        "gradient_reversal.revgrad": gradient_reversal.revgrad,
+        "gradient_reversal.GradientReversal": lambda x, a: gradient_reversal.GradientReversal(a)(x),
+        "tllib.GradientReverseFunction": tllib.GradientReverseFunction.apply,
+        "tllib.GradientReverseLayer": lambda x, a: tllib.GradientReverseLayer()(x, a),
+    }
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf")])
+@pytest.mark.parametrize("shape", [(), (1,)])
+def test_every_drop_in_refuses_a_non_finite_tensor_alpha(
+    torch: Any, value: float, shape: tuple[int, ...]
+) -> None:
+    """Was: NaN and inf tensor α were accepted (NaN gradients), where docs/migration.md
+    promises gradrev's error."""
+    for fn in drop_in_functions(torch).values():
+        with pytest.raises(ValueError, match=r"alpha must be finite"):
+            fn(torch.ones(3, requires_grad=True), torch.full(shape, value))
+        with pytest.raises(ValueError, match=r"alpha must be finite"):
+            fn(torch.ones(3, requires_grad=True), value)
+
+
+@pytest.mark.parametrize("alpha", [10**400, -(10**400)], ids=["+10**400", "-10**400"])
+def test_every_drop_in_refuses_a_huge_int_alpha_with_gradrevs_error(torch: Any, alpha: int) -> None:
+    """Was: α = 10**400 raised a raw OverflowError."""
+    for fn in drop_in_functions(torch).values():
+        with pytest.raises(ValueError, match=r"alpha must be finite, got int .*overflows"):
+            fn(torch.ones(3, requires_grad=True), alpha)
+
+
+def test_tllib_integer_input_becomes_float32_as_in_tllib(torch: Any) -> None:
+    """Was: int64 out for int64 in; tllib's forward is ``input * 1.0``, which is float32."""
+    from gradrev.compat.tllib import GradientReverseFunction, GradientReverseLayer
+
+    reverse, _ = tllib_reference(torch)
+    for dtype in (torch.int64, torch.int32, torch.uint8, torch.bool):
+        x = torch.tensor([0, 1, 1], dtype=dtype)
+        theirs = reverse.apply(x, 0.5)
+        for ours in (GradientReverseFunction.apply(x, 0.5), GradientReverseLayer()(x)):
+            assert ours.dtype == theirs.dtype == torch.float32
+            assert torch.equal(ours, theirs)
+
+
+def peer_backwards(torch: Any) -> dict[str, Any]:
+    """The peers' backward expressions, as each one's source writes it (``-grad * alpha``
+    for pytorch-revgrad, ``-alpha * grad`` for tadeephuy's, ``grad.neg() * coeff`` for
+    tllib's); autograd then casts the result to the input's dtype."""
+    return {
+        "revgrad.revgrad": lambda g, a: -g * a,
+        "gradient_reversal.revgrad": lambda g, a: -a * g,
+        "tllib.GradientReverseFunction": lambda g, a: g.neg() * a,
+    }
+
+
+@pytest.mark.parametrize("dtype", [*DTYPES, "complex64"])
+@pytest.mark.parametrize("shape", [(1,), (1, 1)])
+def test_a_float64_alpha_of_one_element_gives_the_peers_bits(
+    torch: Any, dtype: str, shape: tuple[int, ...]
+) -> None:
+    """Was: 1 ulp off in 20-33% of elements: the drop-ins rounded α to float32, where the
+    peers' α with dimensions promotes the product to float64."""
+    functions = drop_in_functions(torch)
+    torch.manual_seed(5)
+    dt = getattr(torch, dtype)
+    x, g = torch.randn(4096, dtype=dt), torch.randn(4096, dtype=dt)
+    for value in (0.1, 1 / 3, 0.7071067811865476):
+        alpha = torch.full(shape, value, dtype=torch.float64)
+        for name, theirs in peer_backwards(torch).items():
+            expected = theirs(g, alpha).reshape(g.shape).to(dt)
+            ours = input_grad(torch, lambda t, f=functions[name]: f(t, alpha), x, g)
+            assert ours.dtype == dt
+            assert torch.equal(ours, expected), (name, value)
+
+
+@pytest.mark.filterwarnings("ignore:To copy construct from a tensor")  # the peer's own warning
+def test_revgrad_float64_one_element_alpha_equals_the_installed_peer(torch: Any) -> None:
+    pytorch_revgrad = peer("pytorch_revgrad", "pytorch-revgrad", "RevGrad")
+    from gradrev.compat.revgrad import RevGrad
+
+    x, g = torch.randn(4096), torch.randn(4096)
+    alpha = torch.tensor([0.1], dtype=torch.float64)
+    ours = input_grad(torch, RevGrad(alpha), x, g)
+    assert torch.equal(ours, input_grad(torch, pytorch_revgrad.RevGrad(alpha), x, g))
+
+
+def test_drop_ins_script_where_the_peers_script(torch: Any, tmp_path: Any) -> None:
+    """Was: obscure TorchScript annotation errors. pytorch-revgrad's and tadeephuy's layers and
+    torch-gradient-reversal's layer and function compile with torch.jit.script: so do the
+    drop-ins, and, through gradrev's operators, the scripted modules also save and load."""
+    from gradrev.compat import gradient_reversal, revgrad
+
+    class UsesFunctions(torch.nn.Module):
+        def forward(self, x):  # TorchScript reads an unannotated x as a Tensor
+            y = revgrad.revgrad(x, torch.tensor([0.5]))
+            y = gradient_reversal.revgrad(y, 2.0)
+            return gradient_reversal.gradient_reversal(y, 0.25)
+
+    modules = {
+        "RevGrad": (revgrad.RevGrad(0.5), -0.5),
+        "GradientReversalLayer": (gradient_reversal.GradientReversalLayer(0.5), -0.5),
+        "GradientReversal": (gradient_reversal.GradientReversal(torch.tensor([0.5])), -0.5),
+        "functions": (UsesFunctions(), -0.25),
+    }
+    for name, (module, want) in modules.items():
+        scripted = torch.jit.script(module)
+        path = tmp_path / f"{name}.pt"
+        torch.jit.save(scripted, str(path))
+        for m in (scripted, torch.jit.load(str(path))):
+            x = torch.ones(3, requires_grad=True)
+            assert torch.equal(m(x), torch.ones(3)), name
+            m(x).sum().backward()
+            assert x.grad.tolist() == [want] * 3, name
+    with pytest.raises(Exception, match=r"lambda_ must be finite"):
+        torch.jit.script(gradient_reversal.gradient_reversal)(torch.ones(2), float("nan"))
+
+
+def test_tllib_layers_refuse_torch_jit_script_saying_what_to_use(torch: Any) -> None:
+    """tllib's layers do not script (a *input forward, NumPy); the drop-ins say what does."""
+    from gradrev.compat.tllib import GradientReverseLayer, WarmStartGradientReverseLayer
+
+    for layer in (GradientReverseLayer(), WarmStartGradientReverseLayer()):
+        with pytest.raises(TypeError, match=r"cannot be compiled by torch.jit.script.*Use "):
+            torch.jit.script(layer)
+    with pytest.raises(TypeError, match=r"schedules.warm_start"):
+        torch.jit.script(torch.nn.Sequential(WarmStartGradientReverseLayer()))

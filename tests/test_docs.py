@@ -73,6 +73,9 @@ def test_snippet_runs(code: str) -> None:
     assert proc.returncode == 0, proc.stderr[-3000:]
 
 
+@pytest.mark.skipif(
+    not (ROOT / ".ci").is_dir(), reason="reads .ci/run, which the sdist does not carry"
+)
 def test_ci_runs_the_readme_test_command() -> None:
     readme = (ROOT / "README.md").read_text()
     commands = re.findall(r"```bash\n(pip install -c constraints.txt .*?)\n```", readme)
@@ -150,3 +153,16 @@ def test_install_table_passed_the_declared_floors() -> None:
         assert result == "passed", f"floors-{extra} failed in docs/install.md"
         for package, floor in floors:
             assert f"{package} {floor}," in versions + ",", (extra, package, floor, versions)
+
+
+def test_install_pages_say_what_constraints_and_the_cpu_index_are() -> None:
+    """constraints.txt pins a torch release, not its CPU build; the CPU build comes from
+    PyTorch's own index, the command the CLI's hints print too."""
+    from gradrev._install import TORCH_CPU_INDEX
+
+    floor = re.search(r'"torch>=([\d.]+)"', (ROOT / "pyproject.toml").read_text())[1]  # type: ignore[index]
+    assert f"torch>={floor}" in (ROOT / "constraints.txt").read_text()
+    for page in (ROOT / "README.md", ROOT / "docs" / "install.md"):
+        text = page.read_text()
+        assert "pins the CPU build" not in text, page
+        assert f'pip install torch --index-url {TORCH_CPU_INDEX} && pip install ".[torch]"' in text

@@ -16,13 +16,14 @@ from conftest import installed
 from layer_kinds import KINDS, x64
 
 from gradrev import _reference, schedules
+from gradrev.testing import LAYER_CHECKS, run_layer_check
 
 KERAS_CHILD = "GRADREV_KERAS_CHILD"  # set in the subprocess that tests one Keras backend
 _NEEDS = {"torch": "torch", "nnx": "flax", "linen": "flax", "keras": "keras", "mlx": "mlx"}
 LAMBDAS = [0.0, 0.3, -0.7, 1.0, 2.5, 0.125, -3.0, 1e-3, 0.9, 0.5, 7.0, 0.25]
 
 
-def _kind_param(name: str) -> Any:
+def kind_param(name: str) -> Any:
     if name == "keras" and not os.environ.get(KERAS_CHILD):
         reason = "runs in a subprocess per Keras backend (test_keras_backend)"
         return pytest.param(name, marks=pytest.mark.skip(reason=reason))
@@ -39,7 +40,7 @@ def importlib_missing(name: str) -> bool:
     return importlib.util.find_spec(_NEEDS[name]) is None
 
 
-@pytest.fixture(params=[_kind_param(n) for n in KINDS])
+@pytest.fixture(params=[kind_param(n) for n in KINDS])
 def kind(request: pytest.FixtureRequest) -> Any:
     return KINDS[request.param]()
 
@@ -47,7 +48,7 @@ def kind(request: pytest.FixtureRequest) -> Any:
 def _setup_params() -> list[Any]:
     params = []
     for name, cls in KINDS.items():
-        marks = _kind_param(name).marks if not isinstance(_kind_param(name), str) else ()
+        marks = kind_param(name).marks if not isinstance(kind_param(name), str) else ()
         params += [
             pytest.param(name, setup, marks=marks, id=f"{name}-{setup}") for setup in cls.SETUPS
         ]
@@ -105,10 +106,6 @@ def test_roundtrip_of_a_plain_callable_schedule_is_a_clear_error(kind: Any) -> N
     stateful(kind)
     if kind.name == "nnx":
         pytest.skip("nnx.split keeps Python attributes in the graphdef: nothing is serialized")
-    if kind.name == "mlx":
-        pytest.skip(
-            "save_weights saves arrays only: test_mlx_restored_unsaved_schedule_refuses_to_step"
-        )
     layer = kind.make(schedule=lambda step: 0.1 * step)
     with pytest.raises(TypeError, match="cannot save the schedule"):
         kind.roundtrip(layer)
@@ -168,7 +165,10 @@ def test_keras_backend(keras_backend: str) -> None:
         "TF_CPP_MIN_LOG_LEVEL": "3",
     }
     proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-k", "keras", __file__],
+        [
+            *(sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-k", "keras"),
+            *(__file__, str(Path(__file__).parent / "test_layer_state.py")),
+        ],
         capture_output=True,
         text=True,
         env=env,
@@ -418,20 +418,6 @@ def test_mlx_step_inside_the_loss_keeps_the_forward_lambda(kind: Any) -> None:
     assert kind.steps(layer) == 1 and kind.get(layer) == SCHEDULE(1)
 
 
-def test_mlx_restored_unsaved_schedule_refuses_to_step(kind: Any) -> None:
-    """A callable schedule is not saved with the weights; the restored layer says so."""
-    if kind.name != "mlx":
-        pytest.skip("mlx.nn")
-    layer = kind.make(schedule=lambda step: 0.1 * step)
-    kind.step(layer)
-    restored = kind.roundtrip(layer)
-    assert kind.steps(restored) == 1 and kind.get(restored) == 0.1
-    with pytest.raises(TypeError, match="gradrev cannot save"):
-        restored.step()
-    restored.schedule = lambda step: 0.1 * step  # as the message says
-    assert kind.step(restored) == 0.2
-
-
 @pytest.mark.slow
 def test_mlx_compiled_training_step(kind: Any) -> None:
     """mx.compile over the model state: λ stepped between calls is seen, without recompiling,
@@ -472,3 +458,13 @@ def test_mlx_compiled_training_step(kind: Any) -> None:
         grl.step()
     assert len(traces) == 1
     assert "lam" not in str(optimizer.state)  # λ is no parameter the optimizer sees
+
+
+# ---------------------------------------------------------------------------------------------
+# The public layer conformance harness (gradrev.testing.certify_layer), on every layer kind.
+
+
+@pytest.mark.parametrize("check", list(LAYER_CHECKS))
+def test_layer_conformance(kind: Any, check: str) -> None:
+    if not run_layer_check(check, kind):
+        pytest.skip(f"{kind.name} is stateless: {check} does not apply")

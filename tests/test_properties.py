@@ -4,6 +4,7 @@ where hypothesis is not installed (the GPU machines)."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import hypothesis.extra.numpy as hnp
@@ -14,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_parity import DTYPES, assert_same_bits, expected, reversed_grad
 
-from gradrev import _reference
+from gradrev import _reference, schedules
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
@@ -83,3 +84,68 @@ def test_property_every_path_matches_torch(backend: Any, data: st.DataObject) ->
         got = backend.vjp(fn, x, backend.tensor(g))
     diff = ~_reference.same_bits(got, want)
     assert not diff.any(), f"{int(diff.sum())} mismatches on path {path}"
+
+
+# --- Hostile input at every edge (issue 20): only gradrev's errors, or correct results ----------
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.integers(min_value=10**300, max_value=10**500)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(max_size=8),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+FIELDS = [
+    "value",
+    "start",
+    "end",
+    "total_steps",
+    "gamma",
+    "lambda_max",
+    "lambda_init",
+    "normalize",
+    "lo",
+    "hi",
+    "alpha",
+    "max_iters",
+    "clamp",
+]
+configs = st.fixed_dictionaries(
+    {"name": st.sampled_from(["constant", "linear", "dann", "warm_start"]) | json_values}
+) | st.dictionaries(st.sampled_from(["name", *FIELDS]) | st.text(max_size=4), json_values)
+named_configs = st.builds(
+    lambda name, fields: {"name": name, **fields},
+    st.sampled_from(["constant", "linear", "dann", "warm_start"]),
+    st.dictionaries(st.sampled_from(FIELDS), json_values | st.floats(-1e3, 1e3), max_size=6),
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.one_of(configs, named_configs, json_values))
+def test_fuzzed_configs_give_a_schedule_or_gradrevs_value_error(config: Any) -> None:
+    try:
+        schedule = schedules.from_dict(config)
+    except ValueError as e:
+        assert str(e).startswith(
+            ("gradrev.schedules.from_dict: ", "Constant: ", "Linear: ", "DANN: ", "WarmStart: ")
+        ), e
+        return
+    assert schedules.from_dict(schedule.to_dict()) == schedule
+    value = schedule(3)
+    assert isinstance(value, float)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=300) | json_values.map(lambda v: json.dumps(v).encode()[:256]))
+def test_fuzzed_saved_schedule_bytes_give_a_schedule_or_gradrevs_error(data: bytes) -> None:
+    from gradrev import _layer
+
+    try:
+        _layer.decode(data, "gradrev.layer")
+    except (ValueError, TypeError) as e:
+        assert str(e).startswith(("gradrev.", "Constant: ", "Linear: ", "DANN: ", "WarmStart: ")), e

@@ -210,3 +210,66 @@ def test_native_layer_runs_the_new_schedules() -> None:
         for _ in range(2000):
             layer.step()
         assert layer.lambda_ == reference(2000)  # λ is stored in float64: exactly
+
+
+# --- Configs and checkpoints from elsewhere (issue 20) -----------------------------------------
+
+HOSTILE_CONFIGS: list[tuple[str, Any]] = [
+    ("huge int value", {"name": "constant", "value": 10**400}),  # was OverflowError
+    ("missing field", {"name": "dann"}),  # was DANN.__init__()'s TypeError
+    ("unhashable name", {"name": ["dann"]}),  # was unhashable-type TypeError
+    ("dict name", {"name": {"a": 1}}),
+    ("non-str key", {"name": "constant", "value": 1.0, 1: 2}),
+    ("huge total_steps", {"name": "linear", "start": 0.0, "end": 1.0, "total_steps": 10**400}),
+    ("huge max_iters", {"name": "warm_start", "max_iters": 10**400}),
+    ("string value", {"name": "constant", "value": "__import__('os').system('echo pwned')"}),
+    ("list value", {"name": "constant", "value": [1.0]}),
+    ("bool total_steps", {"name": "dann", "total_steps": True}),
+    ("nan gamma", {"name": "dann", "total_steps": 10, "gamma": float("nan")}),
+    ("not a dict", [("name", "constant")]),
+    ("None", None),
+    ("class name", {"name": "Constant", "value": 1.0}),
+    ("dunder name", {"name": "__class__"}),
+]
+
+
+@pytest.mark.parametrize(("what", "config"), HOSTILE_CONFIGS, ids=[w for w, _ in HOSTILE_CONFIGS])
+def test_hostile_configs_get_gradrevs_value_error(what: str, config: Any) -> None:
+    with pytest.raises(
+        ValueError, match=r"^(gradrev\.schedules\.from_dict|Constant|Linear|DANN|WarmStart): "
+    ):
+        schedules.from_dict(config)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b'{"name": "dann"',  # truncated: was JSONDecodeError
+        b'{"name": "dann", "total_steps": 1',
+        b"[" * 100_000,  # nested deeper than json reads: was RecursionError
+        b"\xff\xfe\x00",
+        b'{"name": "constant", "value": 1e400}',
+        b'{"name": "constant", "value": NaN}',
+        b"null",
+        b'"dann"',
+    ],
+)
+def test_hostile_saved_schedule_bytes_get_gradrevs_error(data: bytes) -> None:
+    """The codec every layer's saved state goes through (NNX, MLX, torch, Keras)."""
+    from gradrev import _layer
+
+    with pytest.raises(ValueError):
+        _layer.decode(data, "gradrev.layer")
+
+
+@pytest.mark.parametrize(
+    "extra", [{"schedule": {"name": "dann"}}, {"schedule": 5}, {"schedule": {"name": ["x"]}}]
+)
+def test_torch_layer_with_a_malformed_extra_state_gets_gradrevs_error(extra: Any) -> None:
+    """Was: a malformed torch ``_extra_state`` raised KeyError or TypeError from inside."""
+    torch = pytest.importorskip("torch")
+    from gradrev.torch import GradientReversal
+
+    old = {"lam": torch.tensor(0.5), "_extra_state": extra}  # gradrev 0.1's layout
+    with pytest.raises(ValueError, match=r"gradrev.schedules.from_dict: "):
+        GradientReversal().load_state_dict(old)

@@ -89,3 +89,111 @@ def test_a_backend_that_rounds_lambda_first_is_refused(monkeypatch: pytest.Monke
     assert "elements differ from PyTorch's g * -λ" in (certificate.results["parity"] or "")
     with pytest.raises(gradrev.testing.CertificationError, match="parity"):
         gradrev.testing.certify(adapter, compiled=False)
+
+
+# --- Each class of broken backend is caught by its own check (issue 20) ---------------------
+
+
+def _toy(monkeypatch: pytest.MonkeyPatch) -> tuple[Any, Any]:
+    monkeypatch.syspath_prepend(str(TOY))
+    import toygrad
+    import toygrad_gradrev
+
+    return toygrad, toygrad_gradrev
+
+
+def _broken(toygrad: Any, toygrad_gradrev: Any, how: str) -> Any:
+    """The toy backend with one deliberate defect."""
+
+    def reverse(x: Any, lambda_: Any = 1.0) -> Any:
+        out = toygrad_gradrev.reverse(x, lambda_)  # its checks and its correct backward
+        if out is x:
+            return x
+        ((_, good),) = out.parents
+        value = x.value
+        vjp = good
+        if how == "copies_forward":
+            value = x.value.copy()
+        elif how == "flips_zero_in_forward":
+            value = np.where(x.value == 0, np.zeros_like(x.value), x.value)
+        elif how == "saves_x":
+            saved = x
+
+            def vjp(g: np.ndarray) -> np.ndarray:
+                return good(g) + 0 * saved.value[:0].sum()
+
+        elif how == "int_lambda_sign" and isinstance(lambda_, int):
+
+            def vjp(g: np.ndarray) -> np.ndarray:
+                return -good(g)
+
+        elif how == "float16_lambda" and getattr(lambda_, "dtype", None) == np.float16:
+
+            def vjp(g: np.ndarray) -> np.ndarray:
+                with np.errstate(all="ignore"):
+                    return (good(g).astype(np.float64) * 1.001).astype(g.dtype)
+
+        elif how == "conjugates":
+
+            def vjp(g: np.ndarray) -> np.ndarray:
+                return np.conj(good(g))
+
+        elif how == "large_only":
+
+            def vjp(g: np.ndarray) -> np.ndarray:
+                out = good(g)
+                if out.size > 5000 and np.isfinite(out[0]):
+                    out = out.copy()
+                    out[0] = np.nextafter(out[0], np.inf, dtype=out.dtype)
+                return out
+
+        return toygrad.Tensor(value, ((x, vjp),))
+
+    return SimpleNamespace(is_tensor=toygrad_gradrev.is_tensor, reverse=reverse)
+
+
+@pytest.mark.parametrize(
+    ("how", "check", "says"),
+    [
+        ("copies_forward", "identity_forward", "the forward copied x"),
+        ("flips_zero_in_forward", "identity_forward", "the forward changed"),
+        ("saves_x", "saves_only_lambda", "saved tensors of [12] elements"),
+        ("int_lambda_sign", "parity", "λ=2: "),
+        ("float16_lambda", "parity", "as a 0-d float16 tensor"),
+        ("conjugates", "complex", "complex64, λ=0.3: "),
+        ("large_only", "large", "65548 float16: 1 of 65548 elements differ"),
+    ],
+)
+def test_each_broken_toy_backend_is_refused(
+    monkeypatch: pytest.MonkeyPatch, how: str, check: str, says: str
+) -> None:
+    """Was: certify passed each of these backends on 0b3caed."""
+    toygrad, toygrad_gradrev = _toy(monkeypatch)
+    adapter = toygrad_gradrev.Adapter(_broken(toygrad, toygrad_gradrev, how))
+    certificate = gradrev.testing.certify(adapter, compiled=False, strict=False)
+    failed = {name for name, why in certificate.results.items() if why is not None}
+    assert check in failed, str(certificate)
+    assert says in (certificate.results[check] or ""), str(certificate)
+    good = gradrev.testing.certify(toygrad_gradrev.Adapter(), compiled=False, strict=False)
+    assert good.results[check] is None  # the toy itself passes the same check
+
+
+def test_an_incomplete_adapter_is_reported_not_raised(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Was: an adapter without ``scalar`` made certify(strict=False) raise AttributeError."""
+    _, toygrad_gradrev = _toy(monkeypatch)
+    full = toygrad_gradrev.Adapter()
+    partial = SimpleNamespace(
+        name="partial", ops=full.ops, tensor=full.tensor, numpy=full.numpy, vjp=full.vjp
+    )
+    certificate = gradrev.testing.certify(partial, compiled=False, strict=False)
+    assert not certificate.ok
+    assert "raised AttributeError" in (certificate.results["parity"] or ""), str(certificate)
+    assert certificate.results["chained"] is None  # the checks that need no scalar pass
+    with pytest.raises(gradrev.testing.CertificationError, match="raised AttributeError"):
+        gradrev.testing.certify(partial, compiled=False)
+
+
+def test_run_check_names_an_unknown_check() -> None:
+    """Was: run_check("nope") raised a bare KeyError."""
+    with pytest.raises(ValueError, match=r"run_check: no check named 'nope'; accepted: parity"):
+        gradrev.testing.run_check("nope", SimpleNamespace())

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import math
 from typing import Any
 
 try:
@@ -9,7 +11,9 @@ try:
     import jax.numpy as jnp
     import numpy as np
 except ImportError as e:  # pragma: no cover - exercised in a subprocess
-    raise ImportError('gradrev.backends.jax needs JAX: pip install "gradrev[jax]"') from e
+    from gradrev._install import missing
+
+    raise missing(__name__, "jax", e) from e
 
 from gradrev import _lambda
 
@@ -17,6 +21,10 @@ __all__ = ["is_tensor", "reverse"]
 
 _FRAMEWORK = "jax"
 _REDUCED = (jnp.dtype(jnp.float16), jnp.dtype(jnp.bfloat16))
+# The dtypes PyTorch computes grad * -λ in; float8 and float4 have no PyTorch arithmetic.
+_DTYPES = frozenset(
+    map(jnp.dtype, ("float16", "bfloat16", "float32", "float64", "complex64", "complex128"))
+)
 
 
 def is_tensor(x: Any) -> bool:
@@ -48,7 +56,16 @@ def reverse(x: jax.Array, lambda_: float | jax.Array = 1.0) -> jax.Array:
     if not jnp.issubdtype(dtype, jnp.inexact):
         _neg_lambda(lambda_, jnp.dtype(jnp.float32))  # still reject a bad λ
         return x  # integers and bools carry no gradient: pass through untouched
-    return _reverse(x, _neg_lambda(lambda_, _opmath(x.dtype)))
+    if dtype not in _DTYPES:
+        raise _lambda.unsupported_dtype(dtype.name, "gradrev.reverse")
+    if not isinstance(x, jax.core.Tracer):
+        # A concrete array outside every transform has no gradient to reverse: the forward
+        # is the identity, and only λ needs checking.
+        _check(lambda_)
+        return x
+    # Outside jit, a custom_vjp traces its rule on every call (about 100 µs); the jitted
+    # wrapper traces it once per shape and dtype, and λ is its argument, not a constant.
+    return _reverse_jit(x, _neg_lambda(lambda_, _opmath(dtype)))  # type: ignore[no-any-return]
 
 
 @jax.custom_vjp
@@ -67,11 +84,17 @@ def _reverse_bwd(neg_lambda: jax.Array, g: jax.Array) -> tuple[jax.Array, None]:
 
 
 _reverse.defvjp(_reverse_fwd, _reverse_bwd)
+_reverse_jit = jax.jit(_reverse)
 
 
 def _scale(g: jax.Array, neg_lambda: jax.Array) -> jax.Array:
     """``g * neg_lambda`` computed in PyTorch's opmath (float32 for float16 and bfloat16)."""
     if g.dtype in _REDUCED:
+        # Under jit, XLA may hand over a float16/bfloat16 g that a fused op upstream (a
+        # matmul) kept in float32 ("excess precision"), and the convert below would use
+        # those extra bits. Rounding to g's own precision first gives PyTorch's bits.
+        info = jnp.finfo(g.dtype)  # type: ignore[no-untyped-call]
+        g = jax.lax.reduce_precision(g, exponent_bits=info.nexp, mantissa_bits=info.nmant)
         return (g.astype(jnp.float32) * neg_lambda).astype(g.dtype)
     return g * neg_lambda
 
@@ -84,11 +107,26 @@ def _opmath(dtype: Any) -> Any:
     return jnp.finfo(dtype).dtype  # type: ignore[no-untyped-call]  # complex: the real dtype
 
 
-def _neg_lambda(lambda_: Any, dtype: Any) -> jax.Array:
+def _check(lambda_: Any) -> float | jax.Array:
+    """λ validated: a finite float, or a 0-d floating jax.Array."""
     if isinstance(lambda_, jax.Array):
         if lambda_.ndim != 0:
             raise _lambda.not_scalar(lambda_, "gradrev.reverse", _FRAMEWORK)
         if not jnp.issubdtype(lambda_.dtype, jnp.floating):
             raise _lambda.not_floating(lambda_, "gradrev.reverse", _FRAMEWORK)
-        return (-lambda_).astype(dtype)
-    return jnp.asarray(np.asarray(-_lambda.as_float(lambda_, "gradrev.reverse", _FRAMEWORK), dtype))
+        return lambda_
+    return _lambda.as_float(lambda_, "gradrev.reverse", _FRAMEWORK)
+
+
+def _neg_lambda(lambda_: Any, dtype: Any) -> jax.Array:
+    lam = _check(lambda_)
+    if isinstance(lam, jax.Array):
+        return (-lam).astype(dtype)
+    # The sign is part of the key: 0.0 == -0.0, and they must give different zeros.
+    return _constant(-lam, math.copysign(1.0, lam), jnp.dtype(dtype))
+
+
+@functools.lru_cache(maxsize=256)
+def _constant(value: float, sign: float, dtype: Any) -> jax.Array:
+    """−λ as an array of ``dtype``, made once per value (each make is a host-to-device copy)."""
+    return jnp.asarray(np.asarray(value, dtype))

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import functools
+import math
 from typing import Any, cast
 
 try:
     import mlx.core as mx
 except ImportError as e:  # pragma: no cover - exercised in a subprocess
-    raise ImportError('gradrev.backends.mlx needs MLX: pip install "gradrev[mlx]"') from e
+    from gradrev._install import missing
+
+    raise missing(__name__, "mlx", e) from e
 
 from gradrev import _lambda
 
@@ -40,7 +44,10 @@ def reverse(x: mx.array, lambda_: float | mx.array = 1.0) -> mx.array:
     if not mx.issubdtype(x.dtype, mx.inexact):
         _neg_lambda(lambda_, mx.float32)  # still reject a bad λ
         return x  # integers and bools carry no gradient: pass through untouched
-    return _apply(x, _neg_lambda(lambda_, _opmath(x.dtype)))
+    if isinstance(lambda_, mx.array):
+        return _apply(x, _neg_lambda(lambda_, _opmath(x.dtype)))
+    value = -_lambda.as_float(lambda_, "gradrev.reverse", _FRAMEWORK)
+    return cast(mx.array, _reverse_by(value, math.copysign(1.0, value), x.dtype)(x))
 
 
 @mx.custom_function
@@ -83,7 +90,18 @@ def _scale(g: mx.array, neg_lambda: mx.array) -> mx.array:
     """``g * neg_lambda`` computed in PyTorch's opmath (float32 for float16 and bfloat16)."""
     if g.dtype in _REDUCED:
         return (g.astype(mx.float32) * neg_lambda).astype(g.dtype)
+    if g.dtype == mx.complex64:
+        return _complex_scale(g, neg_lambda)
     return g * neg_lambda
+
+
+def _complex_scale(g: mx.array, c: mx.array) -> mx.array:
+    """PyTorch's complex ``g * c``, with c real taken as the complex c + 0j: (a + bi)(c + 0i) is
+    (ac - b·0) + (a·0 + bc)i. MLX scales each component alone, which differs where a or b
+    is infinite or NaN ((inf+infj)·-0.3 is nan+nanj in PyTorch) and in some signs of zero."""
+    a, b = mx.real(g), mx.imag(g)
+    parts = mx.stack([a * c - b * 0.0, a * 0.0 + b * c], axis=-1)
+    return parts.view(mx.complex64).squeeze(-1)
 
 
 def _opmath(dtype: mx.Dtype) -> mx.Dtype:
@@ -91,6 +109,35 @@ def _opmath(dtype: mx.Dtype) -> mx.Dtype:
     if dtype in _REDUCED or dtype == mx.complex64:
         return mx.float32
     return dtype
+
+
+@functools.lru_cache(maxsize=256)
+def _reverse_by(value: float, sign: float, dtype: mx.Dtype) -> Any:
+    """The reversal of an x of ``dtype`` by the constant λ = -value, made once per value (the
+    sign is in the key: 0.0 == -0.0). With λ closed over, x is the only primal, which makes
+    mx.grad through it about a third cheaper than through ``_reverse(x, neg_lambda)``."""
+    # mx.array rounds a Python float to float32 to nearest even, as PyTorch and NumPy do.
+    neg_lambda = mx.array(value, _opmath(dtype))
+
+    @mx.custom_function
+    def reverse_by(x: mx.array) -> mx.array:
+        return x
+
+    # With one primal, MLX hands each rule bare arrays and axes, not sequences of them.
+    @reverse_by.vjp
+    def _vjp(primal: mx.array, cotangent: mx.array, output: Any) -> mx.array:
+        return _scale(cotangent, neg_lambda)
+
+    @reverse_by.jvp
+    def _jvp(primal: mx.array, tangent: mx.array) -> mx.array:
+        return _scale(tangent, neg_lambda)
+
+    @reverse_by.vmap
+    def _vmap(x: mx.array, axis: int | None) -> tuple[mx.array, int | None]:
+        # Without this rule, mx.vmap would replace the function by its body (see below).
+        return cast(mx.array, reverse_by(x)), axis
+
+    return reverse_by
 
 
 def _neg_lambda(lambda_: Any, dtype: mx.Dtype) -> mx.array:

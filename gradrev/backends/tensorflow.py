@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import math
 from typing import Any
 
 try:
@@ -9,9 +11,9 @@ try:
     import tensorflow as tf
     from tensorflow.python.eager import record as _record
 except ImportError as e:  # pragma: no cover - exercised in a subprocess
-    raise ImportError(
-        'gradrev.backends.tensorflow needs TensorFlow: pip install "gradrev[tensorflow]"'
-    ) from e
+    from gradrev._install import missing
+
+    raise missing(__name__, "tensorflow", e) from e
 
 from gradrev import _lambda
 
@@ -19,6 +21,8 @@ __all__ = ["is_tensor", "reverse"]
 
 _FRAMEWORK = "tensorflow"
 _REDUCED = (tf.float16, tf.bfloat16)
+# The dtypes PyTorch computes grad * -λ in; float8 has no PyTorch arithmetic.
+_DTYPES = frozenset((tf.float16, tf.bfloat16, tf.float32, tf.float64, tf.complex64, tf.complex128))
 
 
 def is_tensor(x: Any) -> bool:
@@ -45,7 +49,15 @@ def reverse(x: tf.Tensor, lambda_: float | tf.Tensor = 1.0) -> tf.Tensor:
     if not (x.dtype.is_floating or x.dtype.is_complex):
         _neg_lambda(lambda_, tf.float32)  # still reject a bad λ
         return x  # integers and bools carry no gradient: pass through untouched
+    if x.dtype not in _DTYPES:
+        raise _lambda.unsupported_dtype(x.dtype.name, "gradrev.reverse")
     neg_lambda = _neg_lambda(lambda_, _opmath(x.dtype))
+    if tf.executing_eagerly():
+        # Eagerly, only tapes and accumulators can take the gradient, and they read the
+        # record alone: the custom_gradient serves symbolic gradients of traced functions.
+        if not _record.could_possibly_record():
+            return x  # nothing records: the identity
+        return _record_for_tapes(x, x, neg_lambda)
     return _record_for_tapes(_reverse(x, neg_lambda), x, neg_lambda)
 
 
@@ -100,6 +112,18 @@ def _neg_lambda(lambda_: Any, dtype: tf.DType) -> tf.Tensor:
             raise _lambda.not_floating(lambda_, "gradrev.reverse", _FRAMEWORK)
         return tf.cast(-tf.stop_gradient(tf.convert_to_tensor(lambda_)), dtype)
     value = -_lambda.as_float(lambda_, "gradrev.reverse", _FRAMEWORK)
+    if tf.executing_eagerly():
+        return _constant(value, math.copysign(1.0, value), dtype)
+    return _make_constant(value, dtype)
+
+
+@functools.lru_cache(maxsize=256)
+def _constant(value: float, sign: float, dtype: tf.DType) -> tf.Tensor:
+    """−λ as an eager constant, made once per value (the sign is in the key: 0.0 == -0.0)."""
+    return _make_constant(value, dtype)
+
+
+def _make_constant(value: float, dtype: tf.DType) -> tf.Tensor:
     # Via NumPy: TensorFlow's eager cache of scalar constants keys on the Python value, and
     # 0.0 == -0.0, so tf.constant(-0.0) can return a cached +0.0 and flip the zeros' signs.
     return tf.constant(np.asarray(value, dtype.as_numpy_dtype))

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import math
 import sys
 from typing import Any
 
 try:
     import torch
-    from torch._functorch.utils import unwrap_dead_wrappers
+    from torch._C._functorch import unwrap_if_dead
     from torch.autograd import forward_ad
 except ImportError as e:  # pragma: no cover - exercised in a subprocess
-    raise ImportError('gradrev.backends.torch needs PyTorch: pip install "gradrev[torch]"') from e
+    from gradrev._install import missing
+
+    raise missing(__name__, "torch", e) from e
 
 from gradrev import _lambda
 
@@ -18,6 +21,10 @@ __all__ = ["GradReverse", "is_tensor", "reverse"]
 
 _FRAMEWORK = "torch"
 _REDUCED = (torch.float16, torch.bfloat16)
+# The dtypes PyTorch computes grad * -λ in; float8 and complex32 have no CPU arithmetic.
+_DTYPES = frozenset(
+    (torch.float16, torch.bfloat16, torch.float32, torch.float64, torch.complex64, torch.complex128)
+)
 
 
 def is_tensor(x: Any) -> bool:
@@ -49,24 +56,35 @@ def reverse(x: torch.Tensor, lambda_: float | torch.Tensor = 1.0) -> torch.Tenso
         raise _lambda.wrong_input(x, "gradrev.reverse", "a torch.Tensor")
     if x.layout != torch.strided or x.is_nested:
         raise _not_dense(x)
-    lam = _check_lambda(lambda_, x)
+    compiling = torch.compiler.is_compiling()
+    if type(lambda_) is float and -math.inf < lambda_ < math.inf and not compiling:
+        lam: float | torch.Tensor = lambda_  # the common case, checked in 0.1 µs
+    else:
+        lam = _check_lambda_traced(lambda_, x) if compiling else _check_lambda(lambda_, x)
     if not (x.is_floating_point() or x.is_complex()):
         return x  # integers and bools carry no gradient: pass through untouched
-    if torch.compiler.is_compiling():
+    if x.dtype not in _DTYPES:
+        raise _lambda.unsupported_dtype(str(x.dtype).removeprefix("torch."), "gradrev.reverse")
+    if compiling:
+        if forward_ad._current_level >= 0 or torch._C._are_functorch_transforms_active():
+            raise _no_compiled_transform()
         if _is_exporting() and not _onnx_exporting():
             return _recorded(x, lam)
         return _GradReverseCompiled.apply(x, lam)  # type: ignore[no-untyped-call,no-any-return]
     if forward_ad._current_level >= 0:
         return _GradReverseDual.apply(x, lam)  # type: ignore[no-untyped-call,no-any-return]
-    if torch._C._are_functorch_transforms_active():
+    if _functorch_active():
         return GradReverse.apply(x, lam)  # type: ignore[no-untyped-call,no-any-return]
     # torch.jit.is_tracing() without its is_scripting() check, which costs 40 ns a call.
-    if torch._C._is_tracing() and not _onnx_exporting():
+    if _is_tracing() and not _onnx_exporting():
         return _recorded(x, lam)
     # Outside torch.func transforms, Function.apply only binds default arguments through
-    # inspect.signature (about 15 µs per call for the setup_context form) and then makes
-    # this very call. Skipping the binding makes the forward 4x cheaper.
-    return _apply_eagerly(*unwrap_dead_wrappers((x, lam)))  # type: ignore[no-untyped-call,no-any-return]
+    # inspect.signature (about 15 µs per call for the setup_context form), unwraps tensors
+    # that a finished torch.func transform left wrapped, and then makes this very call.
+    # Skipping the binding makes the forward 4x cheaper.
+    if isinstance(lam, torch.Tensor):
+        lam = unwrap_if_dead(lam)
+    return _apply_eagerly(unwrap_if_dead(x), lam)  # type: ignore[no-untyped-call,no-any-return]
 
 
 class GradReverse(torch.autograd.Function):
@@ -125,7 +143,23 @@ class _GradReverseDual(GradReverse):
         return x.clone()
 
 
+def _no_compiled_transform() -> RuntimeError:
+    # Under torch.func transforms and forward mode, TorchDynamo differentiates the Function's
+    # forward (an identity) and would silently give +g or +t. Both flags are trace-time
+    # constants, so the check costs the compiled graph nothing. Without fullgraph=True,
+    # Dynamo falls back to running the function eagerly, where the transform is right.
+    return RuntimeError(
+        "gradrev.reverse: torch.func transforms (grad, vjp, jvp, vmap) and forward-mode AD "
+        "inside torch.compile are not supported: TorchDynamo would ignore the reversal and "
+        "give +g. Apply the transform outside the compiled function, or compile without "
+        "fullgraph=True"
+    )
+
+
 _apply_eagerly = super(torch.autograd.Function, GradReverse).apply
+# Bound once: each saves an attribute lookup on every eager call.
+_functorch_active = torch._C._are_functorch_transforms_active
+_is_tracing = torch._C._is_tracing
 
 
 # Exported programs and TorchScript traces lose an autograd.Function: torch.export records
@@ -136,20 +170,57 @@ _apply_eagerly = super(torch.autograd.Function, GradReverse).apply
 # gradrev.backends.torch is imported. A custom operator may not return a view of its input,
 # so its kernel copies: it is used only while exporting or tracing, never eagerly or under
 # torch.compile. See docs/deployment.md.
+# The operators are public (torch.ops.gradrev.*) and run inside exported programs and fx
+# graphs with whatever λ their caller passes, so each kernel checks λ as reverse does: the
+# real kernel at every call, the fake one while a program is exported or compiled.
 @torch.library.custom_op("gradrev::reverse", mutates_args=())
 def _reverse_op(x: torch.Tensor, lambda_: float) -> torch.Tensor:
     """``gradrev.reverse`` with a Python-float λ, as a PyTorch operator."""
+    _check_op_call(x, lambda_, "torch.ops.gradrev.reverse")
     return x.clone()
 
 
 @torch.library.custom_op("gradrev::reverse_lambda_tensor", mutates_args=())
 def _reverse_lambda_tensor_op(x: torch.Tensor, lambda_: torch.Tensor) -> torch.Tensor:
     """``gradrev.reverse`` with a 0-d tensor λ, as a PyTorch operator."""
+    _check_op_call(x, lambda_, "torch.ops.gradrev.reverse_lambda_tensor")
     return x.clone()
 
 
 def _op_fake(x: torch.Tensor, lambda_: Any) -> torch.Tensor:
+    if isinstance(lambda_, (float, torch.Tensor)):  # not a symbolic float
+        _check_op_lambda(x, lambda_, f"torch.ops.gradrev.{_op_name(lambda_)}")
     return torch.empty_like(x)
+
+
+def _op_name(lambda_: Any) -> str:
+    return "reverse_lambda_tensor" if isinstance(lambda_, torch.Tensor) else "reverse"
+
+
+def _check_op_call(x: torch.Tensor, lambda_: Any, where: str) -> None:
+    _check_op_lambda(x, lambda_, where)
+    if forward_ad._current_level >= 0:
+        # torch.func.jvp and forward_ad.dual_level reach the kernel with the tangent already
+        # stripped: the operator has no forward-mode formula, and would give a zero tangent.
+        raise RuntimeError(
+            f"{where}: forward-mode AD (torch.func.jvp, torch.autograd.forward_ad) through "
+            "gradrev's operator, as recorded in an exported program, fx graph or TorchScript "
+            "trace, is not supported: it would give a zero tangent, not -λ·t. Call "
+            "gradrev.reverse in eager PyTorch for forward mode"
+        )
+
+
+def _check_op_lambda(x: torch.Tensor, lambda_: Any, where: str) -> None:
+    """The operator's λ, checked as gradrev.reverse checks it."""
+    if not isinstance(lambda_, torch.Tensor):
+        _lambda.as_float(lambda_, where, _FRAMEWORK)
+        return
+    if lambda_.ndim != 0:
+        raise _lambda.not_scalar(lambda_, where, _FRAMEWORK)
+    if not lambda_.is_floating_point():
+        raise _lambda.not_floating(lambda_, where, _FRAMEWORK)
+    if lambda_.device != x.device and lambda_.device.type != "cpu":
+        raise _wrong_device(lambda_, x, where)
 
 
 for _op in (_reverse_op, _reverse_lambda_tensor_op):
@@ -200,16 +271,31 @@ def _check_lambda(lambda_: Any, x: torch.Tensor) -> float | torch.Tensor:
             raise _lambda.not_floating(lambda_, "gradrev.reverse", _FRAMEWORK)
         # Checked here: a λ on another device would otherwise fail only at backward.
         if lambda_.device != x.device and lambda_.device.type != "cpu":
-            raise ValueError(
-                f"gradrev.reverse: lambda_ is on device {lambda_.device}, but x is on device "
-                f"{x.device}; accepted: a λ on x's device, or a 0-d CPU tensor (any x)"
-            )
+            raise _wrong_device(lambda_, x, "gradrev.reverse")
         return lambda_.detach()
     if torch.compiler.is_compiling() and _is_numpy(lambda_):
         # TorchDynamo hands a NumPy scalar to the trace as a 0-d array (a tensor in
         # disguise), which fails the numbers.Real test that the same scalar passes eagerly.
         return torch.as_tensor(lambda_, dtype=torch.float64, device=x.device)
     return _lambda.as_float(lambda_, "gradrev.reverse", _FRAMEWORK)
+
+
+def _check_lambda_traced(lambda_: Any, x: torch.Tensor) -> float | torch.Tensor:
+    """``_check_lambda`` under TorchDynamo. An error raised while tracing reaches the user of
+    ``torch.compile(fullgraph=True)`` as "Unsupported: Observed exception", with gradrev's
+    message only in its debug context; a failed ``torch._assert`` surfaces its own text."""
+    try:
+        return _check_lambda(lambda_, x)
+    except (TypeError, ValueError) as e:
+        torch._assert(False, str(e))  # type: ignore[no-untyped-call]
+        raise
+
+
+def _wrong_device(lambda_: torch.Tensor, x: torch.Tensor, where: str) -> ValueError:
+    return ValueError(
+        f"{where}: lambda_ is on device {lambda_.device}, but x is on device "
+        f"{x.device}; accepted: a λ on x's device, or a 0-d CPU tensor (any x)"
+    )
 
 
 def _is_numpy(value: Any) -> bool:

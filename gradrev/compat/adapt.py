@@ -24,9 +24,9 @@ try:
     import keras
     import tensorflow as tf
 except ImportError as e:  # pragma: no cover - exercised in a subprocess
-    raise ImportError(
-        'gradrev.compat.adapt needs Keras 3 and TensorFlow: pip install "gradrev[tensorflow]"'
-    ) from e
+    from gradrev._install import missing
+
+    raise missing(__name__, "tensorflow", e) from e
 
 from gradrev import _lambda
 from gradrev.keras import GradientReversal

@@ -17,11 +17,15 @@ assert sorted(grl.state_dict()) == ["alpha"]  # the peer's checkpoint key
 ```
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations`: torch.jit.script reads the annotations.
 from typing import Any
 
-import torch
+try:
+    import torch
+except ImportError as e:  # pragma: no cover - exercised in a subprocess
+    from gradrev._install import missing
+
+    raise missing(__name__, "torch", e) from e
 
 from gradrev.backends import torch as backend
 from gradrev.compat import _torch
@@ -44,19 +48,28 @@ class GradientReversalLayer(torch.nn.Module):
         self.register_buffer("alpha", torch.tensor(value))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.jit.is_scripting():  # type: ignore[attr-defined]
+            return torch.ops.gradrev.reverse_lambda_tensor(x, self.alpha)  # type: ignore[no-any-return]
         return backend.reverse(x, self.alpha)
 
-    @torch.no_grad()
     def set_alpha(self, alpha: float) -> None:
-        """Set α in place (the buffer keeps its dtype and device)."""
-        self.alpha.fill_(_torch.finite_float(alpha, "GradientReversalLayer.set_alpha"))
+        """Set α (the buffer keeps its dtype and device); a backward already recorded keeps
+        the α its forward saw, eagerly and under `torch.compile`, as the peer's does."""
+        value = _torch.finite_float(alpha, "GradientReversalLayer.set_alpha")
+        # A new tensor, not fill_(): the forward saved the old one for its backward.
+        self.alpha = torch.tensor(value, dtype=self.alpha.dtype, device=self.alpha.device)
 
     def extra_repr(self) -> str:
         return f"alpha={float(self.alpha):.4f}"
 
 
-def gradient_reversal(x: torch.Tensor, alpha: Any = 1.0) -> torch.Tensor:
-    """torch-gradient-reversal's function: ``x`` forward, gradient times −``alpha`` backward."""
+def gradient_reversal(x: torch.Tensor, alpha: float = 1.0) -> torch.Tensor:
+    """torch-gradient-reversal's function: ``x`` forward, gradient times −``alpha`` backward.
+
+    ``alpha`` is a float or a one-element tensor; under ``torch.jit.script``, a float.
+    """
+    if torch.jit.is_scripting():  # type: ignore[attr-defined]
+        return torch.ops.gradrev.reverse(x, alpha)  # type: ignore[no-any-return]
     where = "gradrev.compat.gradient_reversal.gradient_reversal"
     return backend.reverse(x, _torch.as_lambda(alpha, where))
 
@@ -76,6 +89,8 @@ class GradientReversal(torch.nn.Module):
         return revgrad(x, self.alpha)
 
 
-def revgrad(x: torch.Tensor, alpha: Any) -> torch.Tensor:
+def revgrad(x: torch.Tensor, alpha: torch.Tensor | float) -> torch.Tensor:
     """tadeephuy's function: ``x`` forward, gradient times −``alpha`` backward."""
-    return backend.reverse(x, _torch.as_lambda(alpha, "gradrev.compat.gradient_reversal.revgrad"))
+    if torch.jit.is_scripting():  # type: ignore[attr-defined]
+        return _torch.scripted_reverse(x, alpha)
+    return _torch.reverse(x, alpha, "gradrev.compat.gradient_reversal.revgrad")

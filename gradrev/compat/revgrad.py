@@ -13,13 +13,16 @@ assert x.grad.tolist() == [-0.5, -0.5]
 ```
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations`: torch.jit.script reads the annotations.
 from typing import Any
 
-import torch
+try:
+    import torch
+except ImportError as e:  # pragma: no cover - exercised in a subprocess
+    from gradrev._install import missing
 
-from gradrev.backends import torch as backend
+    raise missing(__name__, "torch", e) from e
+
 from gradrev.compat import _torch
 
 __all__ = ["RevGrad", "revgrad"]
@@ -30,7 +33,8 @@ class RevGrad(torch.nn.Module):
 
     As in pytorch-revgrad, α is ``torch.tensor(alpha)`` in the plain attribute ``_alpha``
     (float32 for a Python float): it is not in ``state_dict``, so checkpoints load both ways.
-    ``alpha`` may be a float or a tensor of one element.
+    ``alpha`` may be a float or a tensor of one element. It compiles with ``torch.jit.script``,
+    as pytorch-revgrad's does (and the scripted module saves, which pytorch-revgrad's does not).
     """
 
     def __init__(self, alpha: Any = 1.0, *args: Any, **kwargs: Any) -> None:
@@ -41,9 +45,11 @@ class RevGrad(torch.nn.Module):
         return revgrad(input_, self._alpha)
 
 
-def revgrad(input_: torch.Tensor, alpha_: Any) -> torch.Tensor:
+def revgrad(input_: torch.Tensor, alpha_: torch.Tensor | float) -> torch.Tensor:
     """pytorch-revgrad's function: ``input_`` forward, gradient times −``alpha_`` backward.
 
     ``alpha_`` is a tensor of one element, as pytorch-revgrad needs, or a float.
     """
-    return backend.reverse(input_, _torch.as_lambda(alpha_, "gradrev.compat.revgrad.revgrad"))
+    if torch.jit.is_scripting():  # type: ignore[attr-defined]
+        return _torch.scripted_reverse(input_, alpha_)
+    return _torch.reverse(input_, alpha_, "gradrev.compat.revgrad.revgrad")

@@ -20,18 +20,21 @@ import math
 import numbers
 from typing import Any
 
-import torch
+try:
+    import torch
+except ImportError as e:  # pragma: no cover - exercised in a subprocess
+    from gradrev._install import missing
+
+    raise missing(__name__, "torch", e) from e
 
 try:
     import numpy as np
 except ImportError as e:  # pragma: no cover - exercised in a subprocess
-    raise ImportError(
-        "gradrev.compat.tllib needs NumPy, with which tllib computes its coefficient: "
-        "pip install numpy"
-    ) from e
+    from gradrev._install import missing
+
+    raise missing(__name__, "numpy", e) from e
 
 from gradrev import _lambda
-from gradrev.backends import torch as backend
 from gradrev.compat import _torch
 
 __all__ = ["GradientReverseFunction", "GradientReverseLayer", "WarmStartGradientReverseLayer"]
@@ -46,8 +49,13 @@ class GradientReverseFunction:
 
     @staticmethod
     def apply(input: torch.Tensor, coeff: Any = 1.0) -> torch.Tensor:
-        lam = _torch.as_lambda(coeff, "gradrev.compat.tllib.GradientReverseFunction")
-        return backend.reverse(input, lam).clone()
+        where = "gradrev.compat.tllib.GradientReverseFunction"
+        if isinstance(input, torch.Tensor) and not (
+            input.is_floating_point() or input.is_complex()
+        ):
+            _torch.as_lambda(coeff, where)
+            return input * 1.0  # tllib's forward: an integer input becomes float32
+        return _torch.reverse(input, coeff, where).clone()
 
 
 class GradientReverseLayer(torch.nn.Module):
@@ -55,6 +63,13 @@ class GradientReverseLayer(torch.nn.Module):
 
     def forward(self, *input: Any) -> torch.Tensor:
         return GradientReverseFunction.apply(*input)
+
+    def __prepare_scriptable__(self) -> Any:
+        raise _torch.no_script(
+            "gradrev.compat.tllib.GradientReverseLayer",
+            "tllib",
+            "gradrev.torch.GradientReversal(lambda_)",
+        )
 
 
 class WarmStartGradientReverseLayer(torch.nn.Module):
@@ -93,6 +108,14 @@ class WarmStartGradientReverseLayer(torch.nn.Module):
     def step(self) -> None:
         """Increase ``iter_num`` by 1."""
         self.iter_num += 1
+
+    def __prepare_scriptable__(self) -> Any:
+        raise _torch.no_script(
+            "gradrev.compat.tllib.WarmStartGradientReverseLayer",
+            "tllib",
+            "gradrev.torch.GradientReversal(schedule=schedules.warm_start(lo, hi, alpha, "
+            "max_iters, clamp=False))",
+        )
 
     def _coeff(self) -> float:
         where = "gradrev.compat.tllib.WarmStartGradientReverseLayer"

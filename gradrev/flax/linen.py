@@ -20,7 +20,9 @@ try:
     import jax
     from flax import linen as nn
 except ImportError as e:  # pragma: no cover - exercised in a subprocess
-    raise ImportError('gradrev.flax needs JAX and Flax: pip install "gradrev[jax]"') from e
+    from gradrev._install import missing
+
+    raise missing(__name__, "jax", e) from e
 
 from gradrev import _lambda
 from gradrev.backends import jax as backend

@@ -10,7 +10,6 @@ assert grl.lambda_ == 0.5
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import Any
 
@@ -20,48 +19,86 @@ try:
     import numpy as np
     from flax import nnx
 except ImportError as e:  # pragma: no cover - exercised in a subprocess
-    raise ImportError('gradrev.flax needs JAX and Flax: pip install "gradrev[jax]"') from e
+    from gradrev._install import missing
 
-from gradrev import _layer, schedules
+    raise missing(__name__, "jax", e) from e
+
+from gradrev import _layer
 from gradrev.backends import jax as backend
 
 __all__ = ["GradientReversal", "ReversalState"]
 
 _WHERE = "gradrev.flax.nnx.GradientReversal"
-_CONFIG_BYTES = 256  # room for any gradrev.schedules config as JSON
 
 
 class ReversalState(nnx.Variable[jax.Array]):
-    """λ, the step count and the schedule: state that optimizers (which take `nnx.Param`) leave alone."""
+    """λ, the step count and the schedule: state that optimizers (which take `nnx.Param`) leave alone.
+
+    A restore (`nnx.update`, `nnx.merge`, orbax) writes it through the layer's checks: λ must
+    be finite and keeps the layer's dtype, the step count must be a whole number in
+    [0, 2**31 - 1].
+    """
+
+    def update_from_state(self, variable_state: Any) -> None:
+        current = self.get_raw_value()
+        super().update_from_state(variable_state)
+        self._check(current)
+
+    def set_raw_value(self, value: Any, **kwargs: Any) -> None:
+        current = self.get_raw_value()
+        super().set_raw_value(value, **kwargs)
+        self._check(current)
+
+    def _check(self, current: Any) -> None:
+        new = self.get_raw_value()
+        if isinstance(new, jax.core.Tracer) or not hasattr(current, "dtype"):
+            return  # inside a transform, or being built: nothing concrete to check
+        dtype = np.dtype(current.dtype)
+        try:
+            array = np.asarray(new)  # a stack of layers (nnx.vmap) is checked element-wise
+            if dtype.kind == "f":
+                values = [_layer.restored_lambda(v, dtype.name, _WHERE) for v in array.flat]
+                checked = jnp.asarray(np.asarray(values, dtype).reshape(array.shape))
+            elif dtype.kind == "i":
+                values = [_layer.restored_steps(v, _WHERE) for v in array.flat]
+                checked = jnp.asarray(np.asarray(values, dtype).reshape(array.shape))
+            else:
+                checked = jnp.asarray(array.astype(dtype))
+        except (TypeError, ValueError):
+            super().set_raw_value(current, _unsafe_bypass_check=True)  # refused: unchanged
+            raise
+        super().set_raw_value(checked, _unsafe_bypass_check=True)
 
 
-class GradientReversal(nnx.Module):
+class GradientReversal(_layer.LambdaState, nnx.Module):
     """Identity forward, gradient times −λ backward, with λ held in NNX state.
 
     Gives the bits of `gradrev.reverse(x, v)` for the Python float v = λ, in every input
     dtype: λ is float64 (float32 without `jax_enable_x64`, when no input can be float64).
     `lam`, `steps` and the schedule's config are `ReversalState` variables, so they travel
-    through `nnx.split`/`nnx.merge`, `nnx.state`/`nnx.update` and checkpoints; a layer
-    restored from a scheduled one continues its schedule. Changing λ or calling `step()`,
-    eagerly or inside `nnx.jit`, never retraces.
+    through `nnx.split`/`nnx.merge`, `nnx.state`/`nnx.update` and checkpoints; a restore
+    brings back λ, the step count and the schedule, and the layer continues the saved run.
+    Changing λ or calling `step()`, eagerly or inside `nnx.jit`, never retraces.
 
     Args:
         lambda_: the constant λ (default 1.0). Not allowed together with `schedule`.
         schedule: a `gradrev.schedules` object or a callable `step -> λ`; λ starts at
-            `schedule(0)` and each `step()` moves it on. Only `gradrev.schedules` objects
-            are saved in the state; another callable stays a Python attribute.
+            `schedule(0)` and each `step()` moves it on. A callable that gradrev cannot
+            save is recorded as unsaved: a layer restored from it refuses to step until the
+            callable is passed again.
     """
+
+    _where = _WHERE
 
     def __init__(
         self, lambda_: float | None = None, *, schedule: Callable[[int], Any] | None = None
     ) -> None:
-        value = _layer.initial_lambda(lambda_, schedule, _WHERE)
-        dtype = jax.dtypes.canonicalize_dtype(jnp.float64)
-        value = _layer.fit_storage(value, str(dtype), _WHERE)
-        self.lam = ReversalState(jnp.asarray(value, dtype))
+        value = self._init_state(lambda_, schedule)
+        self.lam = ReversalState(jnp.asarray(value, self._lambda_dtype()))
         self.steps = ReversalState(jnp.asarray(0, jnp.int32))
-        self.schedule_config = ReversalState(jnp.asarray(_encode(None)))
+        self.schedule_config = ReversalState(jnp.asarray(_bytes(None)))
         self._schedule = None
+        self._encoded = _layer.encode(None, _WHERE)
         # NNX records every attribute name assigned on a module in its graphdef. Assigning the
         # two properties once here means that a later `layer.lambda_ = v` changes no graphdef
         # and retraces nothing.
@@ -71,71 +108,70 @@ class GradientReversal(nnx.Module):
     def __call__(self, x: jax.Array) -> jax.Array:
         return backend.reverse(x, self.lam[...])
 
-    @property
-    def schedule(self) -> Any:
-        """The schedule: the one given, or the one saved in the restored state."""
-        if self._schedule is not None or isinstance(self.schedule_config[...], jax.core.Tracer):
-            return self._schedule
-        return _decode(self.schedule_config[...])
+    # -- storage for the shared state machine -----------------------------------------------
+    def _lambda_dtype(self) -> str:
+        lam = vars(self).get("lam")
+        if lam is None:
+            return str(jax.dtypes.canonicalize_dtype(jnp.float64))
+        return str(lam[...].dtype)
 
-    @schedule.setter
-    def schedule(self, schedule: Any) -> None:
-        self._schedule = schedule
-        self.schedule_config[...] = jnp.asarray(_encode(schedule))
-
-    @property
-    def lambda_(self) -> float:
-        """The current λ, as a Python float (outside `jax.jit`)."""
+    def _get_lambda(self) -> float:
         return float(self.lam[...])
 
-    @lambda_.setter
-    def lambda_(self, value: float) -> None:
-        where = f"{_WHERE}.lambda_"
-        if self.schedule is not None:
-            raise _layer.refuse_manual_lambda(where)
-        dtype = self.lam[...].dtype
-        value = _layer.fit_storage(_layer.check_lambda(value, where), str(dtype), where)
-        self.lam[...] = jnp.asarray(value, dtype)
+    def _put_lambda(self, value: float) -> None:
+        self.lam[...] = jnp.asarray(value, self.lam[...].dtype)
+
+    def _get_steps(self) -> int:
+        return int(self.steps[...])
+
+    def _put_steps(self, steps: int) -> None:
+        self.steps[...] = jnp.asarray(steps, jnp.int32)
+
+    def _get_schedule(self) -> Any:
+        config = self.schedule_config[...]
+        if isinstance(config, jax.core.Tracer):
+            return self._schedule
+        data = np.asarray(config, np.uint8).tobytes()
+        if data == self._encoded:
+            return self._schedule
+        return _layer.decode(data, _WHERE)  # restored from another layer's state
+
+    def _put_schedule(self, schedule: Any) -> None:
+        encoded = _layer.encode(schedule, _WHERE)
+        self.schedule_config[...] = jnp.asarray(np.frombuffer(encoded, np.uint8))
+        self._schedule, self._encoded = schedule, encoded
 
     def step(self) -> Any:
         """Advance one step and return the new λ; λ changes only with a schedule.
 
-        Works eagerly (returns a float) and inside `nnx.jit` (returns a 0-d array, computed
-        on the host with the same Python float arithmetic). Atomic: if the schedule raises or
-        gives a non-finite λ, nothing changes.
+        Works eagerly (returns a float) and inside `nnx.jit` and `nnx.vmap` (returns an
+        array, computed on the host with the same Python float arithmetic). Atomic: if the
+        schedule raises, gives a non-finite λ or the step count would pass 2**31 - 1,
+        nothing changes.
         """
-        lam, steps, config = self.lam[...], self.steps[...] + 1, self.schedule_config[...]
-        if isinstance(steps, jax.core.Tracer):
-            # Inside jit the step is abstract; the schedule is plain Python, so it runs as a
-            # host callback, and λ has the same bits as an eager step() would give.
-            spec = jax.ShapeDtypeStruct((), lam.dtype)  # type: ignore[no-untyped-call]
-            value = jax.pure_callback(self._next_lambda, spec, steps, config, lam)
-        else:
-            value = self._next_lambda(steps, config, lam)
-        self.lam[...] = jnp.asarray(value, lam.dtype)
-        self.steps[...] = steps
-        return float(value) if isinstance(value, np.ndarray) else value
+        if not isinstance(self.steps[...], jax.core.Tracer):
+            return super().step()
+        # Inside a transform the step is abstract; the schedule is plain Python, so it runs
+        # as a host callback, and λ has the same bits as an eager step() would give.
+        lam, steps, config = self.lam[...], self.steps[...], self.schedule_config[...]
+        spec = jax.ShapeDtypeStruct(lam.shape, lam.dtype)  # type: ignore[no-untyped-call]
+        value = jax.pure_callback(
+            self._next_lambda, spec, steps, config, lam, vmap_method="sequential"
+        )
+        self.lam[...] = value
+        self.steps[...] = steps + 1
+        return value
 
     def _next_lambda(self, steps: Any, config: Any, lam: Any) -> np.ndarray:
-        schedule = self._schedule if self._schedule is not None else _decode(config)
+        steps = _layer.next_step(int(steps), _WHERE)
+        data = np.asarray(config, np.uint8).tobytes()
+        schedule = self._schedule if data == self._encoded else _layer.decode(data, _WHERE)
         if schedule is None:
             return np.asarray(lam)
-        value = _layer.lambda_at(schedule, int(steps), _WHERE)
+        value = _layer.lambda_at(schedule, steps, _WHERE)
         dtype = np.dtype(lam.dtype)
         return np.asarray(_layer.fit_storage(value, dtype.name, _WHERE), dtype)
 
 
-def _encode(schedule: Any) -> np.ndarray:
-    """A gradrev schedule's config as zero-padded JSON bytes (all zeros: none, or a callable)."""
-    try:
-        data = json.dumps(schedules.to_dict(schedule), sort_keys=True).encode()
-    except TypeError:  # None, or a callable that does not serialize
-        return np.zeros(_CONFIG_BYTES, np.uint8)
-    if len(data) > _CONFIG_BYTES:
-        raise ValueError(f"{_WHERE}: the schedule's config is over {_CONFIG_BYTES} bytes: {data!r}")
-    return np.frombuffer(data.ljust(_CONFIG_BYTES, b"\0"), np.uint8)
-
-
-def _decode(config: Any) -> Any:
-    data = np.asarray(config, np.uint8).tobytes().rstrip(b"\0")
-    return schedules.from_dict(json.loads(data)) if data else None
+def _bytes(schedule: Any) -> np.ndarray:
+    return np.frombuffer(_layer.encode(schedule, _WHERE), np.uint8)

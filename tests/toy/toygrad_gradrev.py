@@ -67,3 +67,18 @@ class Adapter:
 
     def vjp(self, fn: Any, x: toygrad.Tensor, g: toygrad.Tensor, compiled: bool = False) -> Any:
         return toygrad.grad(fn, x, g.value)
+
+    def shares_memory(self, y: toygrad.Tensor, x: toygrad.Tensor) -> bool:
+        return bool(np.shares_memory(y.value, x.value))
+
+    def saved_for_backward(self, fn: Any, x: toygrad.Tensor) -> list[int]:
+        """The sizes of the arrays that the graph's vector-Jacobian products hold on to."""
+        sizes = []
+        for _, vjp in fn(x).parents:
+            for cell in vjp.__closure__ or ():
+                value = cell.cell_contents
+                if isinstance(value, toygrad.Tensor):
+                    value = value.value
+                if isinstance(value, np.ndarray):
+                    sizes.append(value.size)
+        return sizes

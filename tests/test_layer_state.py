@@ -1,0 +1,230 @@
+"""The λ state machine (docs/semantics.md, "Layers"), beyond what the public harness
+(gradrev.testing.LAYER_CHECKS, run on every kind by test_layers.test_layer_conformance)
+checks: per-framework load, cast, compile and training paths. Each test is an example that
+was wrong on 0b3caed."""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import numpy as np
+import pytest
+from layer_kinds import KINDS, x64
+from test_layers import G, X, kind_param, stateful
+
+from gradrev import _reference, schedules
+
+MAX_STEPS = 2**31 - 1
+
+
+@pytest.fixture(params=[kind_param(n) for n in KINDS])
+def kind(request: pytest.FixtureRequest) -> Any:
+    return KINDS[request.param]()
+
+
+def test_a_lambda_beyond_float32_storage_is_refused_on_load(kind: Any) -> None:
+    """Keras-JAX and NNX without x64 keep λ in float32: 1e39 would be stored as inf."""
+    stateful(kind)
+    if kind.name not in ("nnx", "keras") or getattr(kind, "backend", "jax") != "jax":
+        pytest.skip("float32 storage exists only on JAX without x64")
+    with x64(kind.adapter.jax, False):
+        layer = kind.make(0.5)
+        with pytest.raises(ValueError, match="does not fit"):
+            kind.load_values(layer, 1e39, 0)
+        assert kind.get(layer) == 0.5
+
+
+def test_keras_scheduled_layer_without_its_scheduler_warns(kind: Any) -> None:
+    if kind.name != "keras":
+        pytest.skip("Keras fit")
+    keras = kind.keras
+    layer = kind.make(schedule=schedules.dann(total_steps=100))
+    inp = keras.Input((3,))
+    model = keras.Model(inp, keras.layers.Dense(1)(layer(inp)))
+    model.compile(optimizer="sgd", loss="mse")
+    x = np.ones((4, 3), np.float32)
+    with pytest.warns(UserWarning, match="nothing steps it"):
+        model.fit(x, x[:, :1], batch_size=2, verbose=0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fresh = kind.make(schedule=schedules.dann(total_steps=100))
+        model = keras.Model(inp, keras.layers.Dense(1)(fresh(inp)))
+        model.compile(optimizer="sgd", loss="mse")
+        model.fit(x, x[:, :1], batch_size=2, verbose=0, callbacks=[kind.scheduler()])
+    assert not [w for w in caught if "nothing steps it" in str(w.message)]
+    assert kind.steps(fresh) == 2
+
+
+@pytest.mark.slow
+def test_keras_steps_per_execution_counts_the_batches_run(kind: Any) -> None:
+    """7 batches, k = 3, 2 epochs: 14 steps (Keras reports index 8 for the last call's one)."""
+    if kind.name != "keras" or kind.backend == "torch":
+        pytest.skip("steps_per_execution > 1 (Keras on torch refuses it)")
+    schedule = schedules.dann(total_steps=100)
+    layer = kind.make(schedule=schedule)
+    kind.fit(layer, batches=7, epochs=2, steps_per_execution=3)
+    assert kind.steps(layer) == 14 and kind.get(layer) == schedule(14)
+
+
+def test_nnx_transforms(kind: Any) -> None:
+    """The setter refuses inside nnx.jit as eagerly; step() works under nnx.vmap."""
+    if kind.name != "nnx":
+        pytest.skip("nnx transforms")
+    nnx = kind.nnx
+    layer = kind.make(schedule=schedules.dann(total_steps=10))
+
+    @nnx.jit
+    def set_lambda(layer: Any) -> None:
+        layer.lambda_ = 0.5
+
+    with pytest.raises(ValueError, match="follows its schedule"):
+        set_lambda(layer)
+
+    @nnx.vmap(in_axes=0, out_axes=0)
+    def make(_: Any) -> Any:
+        return kind.make(schedule=schedules.dann(total_steps=10))
+
+    layers = make(np.arange(3))
+
+    @nnx.vmap(in_axes=0)
+    def step(layer: Any) -> Any:
+        return layer.step()
+
+    got = np.asarray(step(layers))
+    np.testing.assert_array_equal(got, [schedules.dann(total_steps=10)(1)] * 3)
+
+
+def test_mlx_step_inside_compile_is_a_clear_error(kind: Any) -> None:
+    if kind.name != "mlx":
+        pytest.skip("mx.compile")
+    mx, layer = kind.mx, kind.make(schedule=schedules.dann(total_steps=10))
+
+    def fn(x: Any) -> Any:
+        layer.step()
+        return layer(x)
+
+    with pytest.raises(RuntimeError, match="runs eagerly"):
+        mx.compile(fn, inputs=layer.state, outputs=layer.state)(mx.ones(3))
+
+
+def test_mlx_a_cast_file_loads_exactly_or_is_refused(kind: Any) -> None:
+    """A file whose arrays were all cast to float16: λ's bytes survive any float cast, so λ
+    loads exactly; a step count that the cast rounded is refused."""
+    if kind.name != "mlx":
+        pytest.skip("mlx load_weights")
+    layer = kind.make(1.0)
+    kind.load_values(layer, 0.5, 7, dtype=kind.mx.float16)
+    assert kind.get(layer) == 0.5 and kind.steps(layer) == 7  # 0b3caed: λ stayed 1.0
+    for steps in (2049, 70000):  # 0b3caed: 2048, and -2**31
+        with pytest.raises(ValueError, match="exactly only below 2048"):
+            kind.load_values(layer, 0.5, steps, dtype=kind.mx.float16)
+    assert kind.steps(layer) == 7
+
+
+# ---------------------------------------------------------------------------------------------
+# torch: the load, cast and compile paths.
+
+
+@pytest.fixture
+def torch() -> Any:
+    from test_layers import KERAS_CHILD, importlib_missing
+
+    if importlib_missing("torch") or __import__("os").environ.get(KERAS_CHILD):
+        pytest.skip("torch layer")
+    import torch
+
+    return torch
+
+
+def _grad(torch: Any, module: Any, dtype: Any = None) -> Any:
+    x = torch.tensor(X, dtype=dtype or torch.float32, requires_grad=True)
+    module(x).backward(torch.tensor(G, dtype=x.dtype))
+    return x.grad
+
+
+def test_torch_assign_load_of_a_float32_checkpoint_keeps_float64(torch: Any) -> None:
+    """gradrev 0.1's checkpoint (0-d float32 λ) loaded with assign=True, as into a meta model."""
+    from gradrev.torch import GradientReversal
+
+    with torch.device("meta"):
+        layer = GradientReversal()
+    layer.load_state_dict({"lam": torch.tensor(0.5), "steps": torch.tensor(3)}, assign=True)
+    assert layer.lam.dtype == torch.float64 and layer.lam.shape == (1,)
+    assert layer.lambda_ == 0.5 and int(layer.steps) == 3 and layer.schedule is None
+    layer.lambda_ = 0.1
+    got = _grad(torch, layer, torch.float64)
+    np.testing.assert_array_equal(got.numpy(), G.astype(np.float64) * -0.1)  # not −0.10000000149
+
+
+def test_torch_state_dict_holds_tensors_only_and_old_checkpoints_load(torch: Any) -> None:
+    """safetensors (Accelerate, Hugging Face) saves tensors only; 0b3caed put a dict in it."""
+    from gradrev.torch import GradientReversal
+
+    dann = schedules.dann(total_steps=100)
+    layer = GradientReversal(schedule=dann)
+    layer.step()
+    state = layer.state_dict()
+    assert all(isinstance(v, torch.Tensor) for v in state.values()), state
+    old = {
+        "lam": state["lam"],
+        "steps": state["steps"],
+        "_extra_state": {"schedule": dann.to_dict()},
+    }
+    restored = GradientReversal()
+    restored.load_state_dict(old)  # 0b3caed's format
+    assert restored.schedule == dann and restored.step() == dann(2)
+
+
+def test_torch_buffer_data_rewritten_to_bfloat16_keeps_lambda(torch: Any) -> None:
+    """FSDP1's MixedPrecision(buffer_dtype=bfloat16) sets the buffer's .data directly."""
+    from gradrev.torch import GradientReversal
+
+    layer = GradientReversal(0.3)
+    layer.lam.data = layer.lam.data.to(torch.bfloat16)  # what FSDP1's lazy init does
+    assert layer.lambda_ == 0.3
+    assert float(layer.state_dict()["lam"]) == 0.3  # not 0.30078125
+    np.testing.assert_array_equal(_grad(torch, layer).numpy(), _reference.reverse_grad(G, 0.3))
+    assert layer.lam.dtype == torch.float64  # put back by the forward
+
+
+def test_torch_functional_call_with_cast_buffers_keeps_lambda(torch: Any) -> None:
+    from gradrev.torch import GradientReversal
+
+    layer = GradientReversal(0.3)
+    cast = {
+        k: v.to(torch.bfloat16) if v.is_floating_point() else v
+        for k, v in layer.state_dict().items()
+    }
+    x = torch.tensor(X, requires_grad=True)
+    torch.func.functional_call(layer, cast, (x,)).backward(torch.tensor(G))
+    np.testing.assert_array_equal(x.grad.numpy(), _reference.reverse_grad(G, 0.3))
+    other = {**layer.state_dict(), "lam": torch.tensor([0.7], dtype=torch.bfloat16)}
+    with pytest.raises(ValueError, match="must be held in float64"):
+        torch.func.functional_call(layer, other, (x,))
+
+
+@pytest.mark.parametrize("backend", ["aot_eager", pytest.param("inductor", marks=pytest.mark.slow)])
+def test_torch_compile_step_before_backward_uses_the_forward_lambda(
+    torch: Any, backend: str
+) -> None:
+    from gradrev.compat.gradient_reversal import GradientReversalLayer
+    from gradrev.torch import GradientReversal
+
+    torch._dynamo.reset()
+    layer = GradientReversal(schedule=schedules.linear(0.5, 1.0, 10))
+    compiled = torch.compile(layer, backend=backend)
+    x = torch.tensor(X, requires_grad=True)
+    y = compiled(x)
+    layer.step()  # docs/semantics.md: allowed between forward and backward, never raises
+    y.backward(torch.tensor(G))
+    np.testing.assert_array_equal(x.grad.numpy(), _reference.reverse_grad(G, 0.5))
+
+    compat = GradientReversalLayer(alpha=0.5)
+    for module in (compat, torch.compile(compat, backend=backend)):
+        compat.set_alpha(0.5)
+        x = torch.ones(2, requires_grad=True)
+        y = module(x)
+        compat.set_alpha(2.0)
+        y.sum().backward()
+        assert x.grad.tolist() == [-0.5, -0.5]  # as torch-gradient-reversal 1.0.0 gives
