@@ -57,6 +57,12 @@ def as_float(lambda_: Any, where: str, framework: str) -> float:
             f"{where}: lambda_ must be {ACCEPTED.format(framework=framework)}, "
             f"got {describe(lambda_)}"
         )
+    return finite(lambda_, where)
+
+
+def finite(lambda_: Any, where: str) -> float:
+    """A real number as a finite float, or gradrev's ValueError: the one finiteness check that
+    the backends, the layers (every entry path of their λ state) and restores share."""
     try:
         value = float(lambda_)
     except OverflowError:  # an int beyond the float range, e.g. 10**400

@@ -27,7 +27,6 @@ from gradrev.backends import torch as backend
 __all__ = ["GradientReversal"]
 
 _WHERE = "gradrev.torch.GradientReversal"
-_NARROW = (torch.float32, torch.bfloat16, torch.float16)
 
 
 class GradientReversal(_layer.LambdaState, torch.nn.Module):
@@ -115,14 +114,14 @@ class GradientReversal(_layer.LambdaState, torch.nn.Module):
     # -- casts, resets, state dicts ------------------------------------------------------------
     def _trusted(self, value: float) -> float:
         """λ read from the buffer; a rounding of the Python λ (a wrapper cast it) reads as λ."""
-        if value != self._value and _rounds_to(self._value, value):
+        if _layer.is_rounding_of(value, self._value):
             return self._value
         self._value = value
         return value
 
     def _uncast(self, lam: torch.Tensor) -> torch.Tensor:
         value = float(lam)
-        if value == self._value or not _rounds_to(self._value, value):
+        if not _layer.is_rounding_of(value, self._value):
             raise ValueError(
                 f"{_WHERE}: λ must be held in float64, got a {lam.dtype} λ = {value!r} "
                 "(from functional_call or a rewritten buffer); pass float64"
@@ -200,8 +199,3 @@ class GradientReversal(_layer.LambdaState, torch.nn.Module):
         if self.lam.is_meta:  # deferred initialization: no values yet
             return f"lambda_=<meta>, schedule={self._schedule!r}"
         return f"lambda_={self.lambda_:.6g}, steps={int(self.steps)}, schedule={self._schedule!r}"
-
-
-def _rounds_to(exact: float, value: float) -> bool:
-    """Whether ``value`` is ``exact`` rounded to a narrower float dtype."""
-    return any(float(torch.tensor(exact, dtype=d)) == value for d in _NARROW)

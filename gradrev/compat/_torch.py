@@ -93,8 +93,26 @@ def alpha_tensor(alpha: Any, where: str) -> torch.Tensor:
             raise TypeError(
                 f"{where}: alpha must be {ACCEPTED}, got {_lambda.describe(alpha)}"
             ) from None
+    if isinstance(alpha, numbers.Real):
+        _fits(stored, alpha, where)
     finite_float(stored, where)  # one real, finite element
     return stored
+
+
+def stored(alpha: Any, dtype: torch.dtype, device: torch.device, where: str) -> torch.Tensor:
+    """A finite real α as a 0-d tensor of the buffer's dtype, refused if it overflows it."""
+    value = finite_float(alpha, where)
+    tensor = torch.tensor(value, dtype=dtype, device=device)
+    _fits(tensor, value, where)
+    return tensor
+
+
+def _fits(tensor: torch.Tensor, value: Any, where: str) -> None:
+    if tensor.device.type != "meta" and not bool(torch.isfinite(tensor).all()):
+        raise ValueError(
+            f"{where}: alpha = {value!r} overflows the {tensor.dtype} in which α is stored; "
+            f"accepted: |alpha| ≤ {torch.finfo(tensor.dtype).max}"
+        )
 
 
 def reverse(x: torch.Tensor, alpha: Any, where: str) -> torch.Tensor:
