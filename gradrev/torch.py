@@ -16,6 +16,7 @@ from typing import Any
 
 try:
     import torch
+    from torch.autograd import forward_ad
 except ImportError as e:  # pragma: no cover - exercised in a subprocess
     from gradrev._install import missing
 
@@ -75,16 +76,31 @@ class GradientReversal(_layer.LambdaState, torch.nn.Module):
         # one a backward saved. The copy is rounded to the dtype the backward computes in
         # (float32 below float64), exactly as PyTorch rounds a Python float.
         lam = self.lam
-        wide = x.dtype in (torch.float64, torch.complex128)
         # torch.jit.script compiles only this branch (backend.reverse is Python dispatch):
         # the operator that torch.export and torch.jit.trace record too.
         if torch.jit.is_scripting():  # type: ignore[attr-defined]
+            wide = x.dtype in (torch.float64, torch.complex128)
             lam = lam.to(torch.float64 if wide else torch.float32, copy=True).view(())
             return torch.ops.gradrev.reverse_lambda_tensor(x, lam)  # type: ignore[no-any-return]
         if lam.dtype != torch.float64:  # a wrapper cast it behind our back (FSDP1's buffer_dtype)
             lam = self._uncast(lam)
+        elif _plain_eager(x) and lam.is_cpu and not lam.is_inference():
+            # Plain eager PyTorch: λ as the Python float the buffer holds, read once per new
+            # λ. The same bits (the contract above), and the forward's λ is the float the
+            # backward keeps, without a tensor copy per call (issue 23: the layer's cost).
+            return backend.reverse_eagerly(x, self._eager_float(lam))
+        wide = x.dtype in (torch.float64, torch.complex128)
         lam = lam.to(torch.float64 if wide else torch.float32, copy=True).view(())
         return backend.reverse(x, lam)
+
+    def _eager_float(self, lam: torch.Tensor) -> float:
+        """``float(lam)``, cached while the buffer is the same tensor at the same version (an
+        in-place write, as ``load_state_dict`` makes, bumps the version)."""
+        cached = self.__dict__.get("_eager_lambda")
+        if cached is None or cached[0] is not lam or cached[1] != lam._version:
+            cached = (lam, lam._version, float(lam))
+            self.__dict__["_eager_lambda"] = cached
+        return cached[2]
 
     # -- storage for the shared state machine -----------------------------------------------
     def _get_lambda(self) -> float:
@@ -199,3 +215,26 @@ class GradientReversal(_layer.LambdaState, torch.nn.Module):
         if self.lam.is_meta:  # deferred initialization: no values yet
             return f"lambda_=<meta>, schedule={self._schedule!r}"
         return f"lambda_={self.lambda_:.6g}, steps={int(self.steps)}, schedule={self._schedule!r}"
+
+
+def _plain_eager(x: Any) -> bool:
+    """Whether ``x`` is a tensor outside every trace and transform, where a Python-float λ is
+    not baked into a program (torch.compile, export, jit.trace and fx keep the buffer's λ),
+    and no saved-tensor hooks run: torch.utils.checkpoint recomputes a saved λ tensor with
+    the λ of its recomputation (pinned in the tests), which a float in ctx would not follow."""
+    return (
+        isinstance(x, torch.Tensor)
+        and not _is_compiling()
+        and not _is_tracing()
+        and forward_ad._current_level < 0
+        and not _functorch_active()
+        and _saved_tensors_hooks(False) is None
+    )
+
+
+# Bound once: the eager forward calls them on every call.
+_is_compiling = torch.compiler.is_compiling
+_is_tracing = torch._C._is_tracing
+_functorch_active = torch._C._are_functorch_transforms_active
+# The innermost torch.autograd.graph.saved_tensors_hooks, None when none is active.
+_saved_tensors_hooks = torch._C._autograd._top_saved_tensors_default_hooks
