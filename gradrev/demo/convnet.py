@@ -115,6 +115,15 @@ def make_problem(seed: int, config: DigitsConfig, data: Any = None) -> ConvProbl
 _SPLITS = ("source_train", "target_train", "source_test", "target_test")
 
 
+def schedule(config: DigitsConfig, mode: str) -> Any:
+    """λ's schedule for ``mode``: the DANN ramp, or 0 throughout for source-only (whose
+    domain head is never used) and the λ = 0 control."""
+    from gradrev import schedules
+
+    lambda_max = config.lambda_max if mode == "dann" else 0.0
+    return schedules.dann(config.steps, config.gamma, lambda_max)
+
+
 def annealed_lr(config: DigitsConfig, step: int) -> float:
     """The paper's ``lr / (1 + 10 p) ** 0.75`` at ``step`` (1-based), in Python float64."""
     return float(config.lr / (1 + 10 * (step - 1) / config.steps) ** 0.75)

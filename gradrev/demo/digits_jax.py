@@ -9,7 +9,6 @@ from typing import Any
 import jax
 import numpy as np
 
-from gradrev import schedules
 from gradrev.demo import DigitsConfig, convnet
 
 
@@ -26,8 +25,7 @@ def train(
 
     from gradrev.flax.nnx import GradientReversal
 
-    lambda_max = config.lambda_max if mode == "dann" else 0.0
-    grl = GradientReversal(schedule=schedules.dann(config.steps, config.gamma, lambda_max))
+    grl = GradientReversal(schedule=convnet.schedule(config, mode))
     train_step = _step(config, mode != "source_only")
     index = {k: jnp.asarray(v) for k, v in problem.index.items()}
     params = {k: jnp.asarray(v) for k, v in problem.init.items()}

@@ -8,7 +8,6 @@ from typing import Any
 
 import numpy as np
 
-from gradrev import schedules
 from gradrev.demo import DigitsConfig, convnet
 
 
@@ -29,10 +28,9 @@ def train(
     def array(a: Any) -> Any:
         return mx.array(np.asarray(a), dtype=dtype)  # mx.array makes float64 float32 otherwise
 
-    lambda_max = config.lambda_max if mode == "dann" else 0.0
     dann = mode != "source_only"
     with mx.stream(mx.cpu):  # float64 exists only on MLX's CPU stream
-        grl = GradientReversal(schedule=schedules.dann(config.steps, config.gamma, lambda_max))
+        grl = GradientReversal(schedule=convnet.schedule(config, mode))
         index = {k: mx.array(v.astype(np.int32)) for k, v in problem.index.items()}
         state = {
             "params": {k: array(v) for k, v in problem.init.items()},

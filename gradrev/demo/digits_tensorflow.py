@@ -7,7 +7,6 @@ from collections.abc import Callable
 from types import SimpleNamespace
 from typing import Any
 
-from gradrev import schedules
 from gradrev.demo import DigitsConfig, convnet
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
@@ -44,8 +43,7 @@ def train(
             "gradrev demo: the TensorFlow run needs KERAS_BACKEND=tensorflow, "
             f"got {keras.backend.backend()!r}"
         )
-    lambda_max = config.lambda_max if mode == "dann" else 0.0
-    grl = GradientReversal(schedule=schedules.dann(config.steps, config.gamma, lambda_max))
+    grl = GradientReversal(schedule=convnet.schedule(config, mode))
     params = {k: tf.Variable(v) for k, v in problem.init.items()}
     velocity = {k: tf.Variable(tf.zeros_like(v)) for k, v in params.items()}
     running = {k: tf.Variable(v) for k, v in problem.running.items()}

@@ -7,7 +7,6 @@ from types import SimpleNamespace
 
 import torch
 
-from gradrev import schedules
 from gradrev.demo import DigitsConfig, convnet
 from gradrev.torch import GradientReversal
 
@@ -45,8 +44,7 @@ def train(
 def _train(
     problem: convnet.ConvProblem, config: DigitsConfig, mode: str, tick: Callable[[], None]
 ) -> convnet.ConvRun:
-    lambda_max = config.lambda_max if mode == "dann" else 0.0
-    grl = GradientReversal(schedule=schedules.dann(config.steps, config.gamma, lambda_max))
+    grl = GradientReversal(schedule=convnet.schedule(config, mode))
     params = {k: torch.tensor(v, requires_grad=True) for k, v in problem.init.items()}
     velocity = {k: torch.zeros_like(v) for k, v in params.items()}
     running = {k: torch.tensor(v) for k, v in problem.running.items()}
