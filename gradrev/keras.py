@@ -144,7 +144,7 @@ class GradientReversal(_layer.LambdaState, keras.layers.Layer):  # type: ignore[
 
     def _get_lambda(self) -> float:
         value = float(keras.ops.convert_to_numpy(self.lam.value))
-        if _layer.is_rounding_of(value, self._exact_lambda):
+        if self._copy_lambda and _layer.is_rounding_of(value, self._exact_lambda):
             return self._exact_lambda  # Keras on torch: model.to(dtype) cast the weight
         self._exact_lambda = value
         return value

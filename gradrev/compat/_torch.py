@@ -2,7 +2,6 @@
 
 # No `from __future__ import annotations`: torch.jit.script compiles scripted_lambda, and
 # cannot read 'torch.Tensor' as a string.
-import math
 import numbers
 from typing import Any
 
@@ -61,21 +60,7 @@ def finite_float(alpha: Any, where: str) -> float:
         alpha = as_lambda(alpha, where)
     elif isinstance(alpha, bool) or not isinstance(alpha, numbers.Real):
         raise TypeError(f"{where}: alpha must be {ACCEPTED}, got {_lambda.describe(alpha)}")
-    try:
-        value = float(alpha)
-    except OverflowError:  # an int beyond the float range, e.g. 10**400
-        raise ValueError(
-            f"{where}: alpha must be finite, got {_lambda.describe(alpha)}, which overflows "
-            "a float64"
-        ) from None
-    # Comparisons, not math.isfinite: under torch.compile a changing Python float becomes a
-    # symbolic float, which compares (as a guard) but has no isfinite.
-    if not -math.inf < value < math.inf:
-        raise ValueError(
-            f"{where}: alpha must be finite, got {value!r}; "
-            "a NaN or infinite α would silently poison every gradient"
-        )
-    return value
+    return _lambda.finite(alpha, where, "alpha", "α")
 
 
 def alpha_tensor(alpha: Any, where: str) -> torch.Tensor:
