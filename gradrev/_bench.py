@@ -67,9 +67,9 @@ def add_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--quick",
         action="store_true",
-        help="2^20-element tensors, 5 rounds, torch.compile through aot_eager (no Inductor "
-        "compile): about 1 minute on 2 idle cores, 2 to 3 when other jobs load them "
-        "(the full run: about 4 minutes idle)",
+        help="2^20-element tensors, 5 rounds (7 for the eager section), torch.compile through "
+        "aot_eager (no Inductor compile): about 1 minute on 2 cores that other jobs load "
+        "(the full run: about 2 minutes there, 2^24 elements and Inductor)",
     )
     parser.add_argument(
         "--only",

@@ -22,6 +22,7 @@ from typing import Any
 from gradrev._install import pip_command
 
 _FRAMEWORKS = ("torch", "jax", "tensorflow", "mlx")
+_QUICK = {"seeds": 2, "steps": 40}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -49,7 +50,7 @@ def _triton_before_tensorflow() -> None:
 def _parser() -> argparse.ArgumentParser:
     from gradrev import __version__, _bench
     from gradrev._args import float_range, int_range, output_file, output_folder
-    from gradrev.demo import Config
+    from gradrev.demo import Config, DigitsConfig
 
     parser = argparse.ArgumentParser(
         prog="gradrev",
@@ -76,27 +77,50 @@ def _parser() -> argparse.ArgumentParser:
         run=_info
     )
 
-    demo = sub.add_parser("demo", help="DANN on the inter-twinning moons, in every framework")
-    d = Config()
+    demo = sub.add_parser(
+        "demo",
+        help="DANN on the moons or on digits → digits-M, in every framework",
+        description="DANN in every installed framework, from the same weights and batches. "
+        "--task moons (default): the inter-twinning moons; --task digits: the MNIST → MNIST-M "
+        "experiment rebuilt from scikit-learn's digits and photographs. Unset options take "
+        "the task's defaults (shown as moons / digits).",
+    )
+    m, g = Config(), DigitsConfig()
+    demo.add_argument("--task", choices=["moons", "digits"], default="moons")
     demo.add_argument("--backends", help="comma-separated subset of torch,jax,tensorflow,mlx")
     # Each number is checked as it is parsed (gradrev/_args.py): a bad one gets the usage
-    # and exit status 2, before anything runs.
-    demo.add_argument("--seeds", type=int_range(1, 100), default=d.seeds, help=f"default {d.seeds}")
-    steps = int_range(1, 100_000)
-    demo.add_argument("--steps", type=steps, default=d.steps, help=f"default {d.steps}")
+    # and exit status 2, before anything runs. Unset, an option takes the task's default.
+    seeds, steps = int_range(1, 100), int_range(1, 100_000)
+    demo.add_argument("--seeds", type=seeds, help=f"default {m.seeds} / {g.seeds}")
+    demo.add_argument("--steps", type=steps, help=f"default {m.steps} / {g.steps}")
+    demo.add_argument(
+        "--quick", action="store_true", help=f"a smoke run: {_QUICK['seeds']} seeds, "
+        f"{_QUICK['steps']} steps (an explicit --seeds or --steps still wins)"
+    )  # fmt: skip
     demo.add_argument("--out", type=output_folder, default="demo-out", help="folder for the figure")
     demo.add_argument(
         "--json", metavar="PATH", type=output_file, help="also write the results as JSON"
     )
     lr = float_range(0, 10, low_open=True)
-    demo.add_argument("--lr", type=lr, default=d.lr, help=f"Adam step size, default {d.lr}")
-    demo.add_argument("--lambda-max", type=float_range(0, 100), default=d.lambda_max)
+    demo.add_argument(
+        "--lr", type=lr, help=f"step size: Adam {m.lr} / SGD with momentum, annealed, {g.lr}"
+    )
+    demo.add_argument("--lambda-max", type=float_range(0, 100), help="default 1.0")
     gamma = float_range(0, 1000, low_open=True)
-    demo.add_argument("--gamma", type=gamma, default=d.gamma, help="DANN schedule steepness")
+    demo.add_argument("--gamma", type=gamma, help="DANN schedule steepness, default 10.0")
     hidden = int_range(1, 4096)
-    demo.add_argument("--hidden", type=hidden, default=d.hidden, help="hidden units per layer")
-    demo.add_argument("--batch-size", type=int_range(1, 4096), default=d.batch_size)
-    demo.add_argument("--dtype", choices=["float64", "float32"], default=d.dtype)
+    demo.add_argument(
+        "--hidden", type=hidden, help=f"hidden units, default {m.hidden} / {g.hidden}"
+    )
+    demo.add_argument(
+        "--batch-size", type=int_range(1, 4096), help=f"default {m.batch_size} / {g.batch_size}"
+    )
+    demo.add_argument(
+        "--data-seed",
+        type=int_range(0, 2**32 - 1),
+        help=f"digits only: digits-M's patches, default {g.data_seed}",
+    )
+    demo.add_argument("--dtype", choices=["float64", "float32"], default="float64")
     demo.set_defaults(run=_demo)
 
     bench = sub.add_parser(
@@ -180,30 +204,42 @@ def _demo(args: argparse.Namespace) -> int:
         return 2
     if _broken(requested, "demo"):
         return 2
+    if args.task != "digits" and args.data_seed is not None:
+        print("gradrev demo: --data-seed is for --task digits (the moons have no patches)")
+        return 2
+    if args.task == "digits" and not demo.has("sklearn"):
+        print(f"gradrev demo: --task digits needs scikit-learn: {pip_command('scikit-learn')}")
+        return 2
+    config = _demo_config(args)
     plot = demo.has("matplotlib")
     if not plot:  # said before training, not after it
         print(f"no figure: matplotlib is not installed: {pip_command('matplotlib')}", flush=True)
-    config = demo.Config(
-        seeds=args.seeds,
-        steps=args.steps,
-        batch_size=args.batch_size,
-        hidden=args.hidden,
-        lr=args.lr,
-        lambda_max=args.lambda_max,
-        gamma=args.gamma,
-        dtype=args.dtype,
-    )
-    from gradrev.demo import problem, report
+    from gradrev.demo import report
     from gradrev.demo.progress import Progress
 
-    progress = Progress(len(requested) * config.seeds * 2 * config.steps, sys.stdout)
-    result = problem.run(config, requested, progress=progress.advance)
+    modes = 3 if args.task == "digits" else 2  # digits adds the λ = 0 control
+    per_backend = config.seeds * modes * config.steps
+    progress = Progress(
+        len(requested) * per_backend, sys.stdout, plan={b: per_backend for b in requested}
+    )
+    if args.task == "digits":
+        from gradrev.demo import experiment
+
+        result = experiment.run(config, requested, progress=progress.advance)
+    else:
+        from gradrev.demo import problem
+
+        result = problem.run(config, requested, progress=progress.advance)
     progress.close()
     print(report.tables(result))
     result["plot"] = None
     try:
         if plot:
-            result["plot"] = str(report.figure(result, args.out / "dann_moons.png"))
+            if args.task == "digits":
+                path = report.digits_figure(result, args.out / "dann_digits.png")
+            else:
+                path = report.figure(result, args.out / "dann_moons.png")
+            result["plot"] = str(path)
             print(f"figure: {result['plot']}")
         if args.json:
             report.write_json(result, args.json)
@@ -212,6 +248,30 @@ def _demo(args: argparse.Namespace) -> int:
         print(f"gradrev demo: could not write {e.filename or ''}: {e.strerror or e}")
         return 1
     return 0
+
+
+def _demo_config(args: argparse.Namespace) -> Any:
+    """The task's config: its defaults, ``--quick``'s, then every option given."""
+    import dataclasses
+
+    from gradrev import demo
+
+    base = demo.DigitsConfig() if args.task == "digits" else demo.Config()
+    given = {
+        "seeds": args.seeds,
+        "steps": args.steps,
+        "batch_size": args.batch_size,
+        "hidden": args.hidden,
+        "lr": args.lr,
+        "lambda_max": args.lambda_max,
+        "gamma": args.gamma,
+        "dtype": args.dtype,
+    }
+    if args.task == "digits":
+        given["data_seed"] = args.data_seed
+    chosen: dict[str, Any] = dict(_QUICK) if args.quick else {}
+    chosen.update({k: v for k, v in given.items() if v is not None})
+    return dataclasses.replace(base, **chosen)
 
 
 def _check(args: argparse.Namespace) -> int:

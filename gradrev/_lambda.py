@@ -57,20 +57,27 @@ def as_float(lambda_: Any, where: str, framework: str) -> float:
             f"{where}: lambda_ must be {ACCEPTED.format(framework=framework)}, "
             f"got {describe(lambda_)}"
         )
+    return finite(lambda_, where)
+
+
+def finite(value: Any, where: str, name: str = "lambda_", symbol: str = "λ") -> float:
+    """A real number as a finite float, or gradrev's ValueError: the one finiteness check that
+    the backends, the layers (every entry path of their λ state), restores and the drop-ins'
+    α (``name="alpha"``) share."""
     try:
-        value = float(lambda_)
+        result = float(value)
     except OverflowError:  # an int beyond the float range, e.g. 10**400
         raise ValueError(
-            f"{where}: lambda_ must be finite, got {describe(lambda_)}, which overflows a float64"
+            f"{where}: {name} must be finite, got {describe(value)}, which overflows a float64"
         ) from None
     # Comparisons, not math.isfinite: torch.compile turns a Python float that changes
     # between calls into a symbolic float, which compares (as a guard) but has no isfinite.
-    if not -math.inf < value < math.inf:
+    if not -math.inf < result < math.inf:
         raise ValueError(
-            f"{where}: lambda_ must be finite, got {value!r}; "
-            "a NaN or infinite λ would silently poison every gradient"
+            f"{where}: {name} must be finite, got {result!r}; "
+            f"a NaN or infinite {symbol} would silently poison every gradient"
         )
-    return value
+    return result
 
 
 def not_scalar(lambda_: Any, where: str, framework: str) -> ValueError:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import math
 import numbers
+import struct
 from typing import Any
 
 from gradrev import _lambda, schedules
@@ -136,7 +137,7 @@ def check_lambda(value: Any, where: str) -> float:
         raise TypeError(
             f"{where}: lambda_ must be a real Python number, got {_lambda.describe(value)}"
         )
-    return _finite(value, where)
+    return _lambda.finite(value, where)
 
 
 def lambda_at(schedule: Any, step: int, where: str) -> float:
@@ -149,7 +150,7 @@ def lambda_at(schedule: Any, step: int, where: str) -> float:
             f"{where}: schedule({step}) must return a real number (a Python float or a 0-d "
             f"floating tensor), got {_lambda.describe(value)}"
         )
-    return _finite(value, f"{where}: schedule({step})")
+    return _lambda.finite(value, f"{where}: schedule({step})")
 
 
 def next_step(steps: int, where: str) -> int:
@@ -175,29 +176,54 @@ def fit_storage(value: float, dtype: str, where: str) -> float:
 def restored_lambda(value: Any, dtype: str, where: str) -> float:
     """A λ read from a checkpoint or weights (any real scalar, any dtype): checked as the
     constructor checks it, returned as a float."""
+    number = _restored_number(value, "λ", where)
+    return fit_storage(_lambda.finite(number, f"{where}: the restored λ"), dtype, where)
+
+
+def _restored_number(value: Any, what: str, where: str) -> float:
     try:
-        number = float(value)
+        return float(value)
     except (TypeError, ValueError) as e:
         raise TypeError(
-            f"{where}: the restored λ must be one real number, got {_lambda.describe(value)}"
+            f"{where}: the restored {what} must be one real number, got {_lambda.describe(value)}"
         ) from e
-    return fit_storage(_finite(number, f"{where}: the restored λ"), dtype, where)
 
 
 def restored_steps(value: Any, where: str) -> int:
     """A step count read from a checkpoint: a whole number in [0, 2**31 - 1], never rounded."""
-    try:
-        number = float(value)
-    except (TypeError, ValueError) as e:
-        raise TypeError(
-            f"{where}: the restored step count must be one integer, got {_lambda.describe(value)}"
-        ) from e
+    number = _restored_number(value, "step count", where)
     if not (number.is_integer() and 0 <= number <= MAX_STEPS):
         raise ValueError(
             f"{where}: the restored step count must be a whole number in [0, {MAX_STEPS}], "
             f"got {number!r}"
         )
     return int(number)
+
+
+def is_rounding_of(value: float, exact: float) -> bool:
+    """Whether ``value`` is λ = ``exact`` cast to float32, bfloat16 or float16.
+
+    A wrapper that casts a layer's λ storage behind its back (FSDP1's ``buffer_dtype``,
+    Keras-on-torch ``model.to(dtype)``) leaves such a value; the layer reads it as ``exact``.
+    """
+    if value == exact or not math.isfinite(exact):
+        return False
+    return value in _roundings(exact)
+
+
+def _roundings(exact: float) -> tuple[float, ...]:
+    try:
+        f32 = struct.unpack("<f", struct.pack("<f", exact))[0]
+    except OverflowError:
+        f32 = math.copysign(math.inf, exact)
+    try:
+        f16 = struct.unpack("<e", struct.pack("<e", exact))[0]
+    except OverflowError:
+        f16 = math.copysign(math.inf, exact)
+    bits = struct.unpack("<I", struct.pack("<f", f32))[0]
+    bits = (bits + 0x7FFF + ((bits >> 16) & 1)) >> 16 << 16  # round to nearest even
+    bf16 = struct.unpack("<f", struct.pack("<I", bits & 0xFFFFFFFF))[0]
+    return f32, f16, bf16
 
 
 def refuse_manual_lambda(where: str) -> ValueError:
@@ -254,22 +280,6 @@ def check_saveable(schedule: Any) -> dict[str, Any] | None:
 
 def schedule_from_config(config: dict[str, Any] | None) -> Any:
     return None if config is None else schedules.from_dict(config)
-
-
-def _finite(value: Any, where: str) -> float:
-    try:
-        result = float(value)
-    except OverflowError:  # an int beyond the float range, e.g. 10**400
-        raise ValueError(
-            f"{where}: lambda_ must be finite, got {_lambda.describe(value)}, "
-            "which overflows a float64"
-        ) from None
-    if not math.isfinite(result):
-        raise ValueError(
-            f"{where}: lambda_ must be finite, got {result!r}; "
-            "a NaN or infinite λ would silently poison every gradient"
-        )
-    return result
 
 
 def _is_real_scalar_tensor(value: Any) -> bool:

@@ -90,6 +90,8 @@ class GradientReversal(_layer.LambdaState, keras.layers.Layer):  # type: ignore[
         # On torch, the weight is a tensor that assign() rewrites in place: the backward of a
         # forward needs its own copy of λ (JAX and TensorFlow read immutable values).
         self._copy_lambda = keras.backend.backend() == "torch"
+        self._torch_float64 = _torch_float64() if self._copy_lambda else None
+        self._exact_lambda = value  # λ as a Python float: what a cast of the weight rounded
         self.lam = self.add_weight(
             shape=(),
             dtype=_storage_dtype(),
@@ -114,7 +116,20 @@ class GradientReversal(_layer.LambdaState, keras.layers.Layer):  # type: ignore[
                 stacklevel=2,
             )
         lam = self.lam.value
-        return self._reverse(x, keras.ops.copy(lam) if self._copy_lambda else lam)
+        if self._copy_lambda:  # torch
+            if lam.dtype != self._torch_float64:  # model.to(dtype) cast the parameter
+                self._uncast()
+            lam = keras.ops.copy(self.lam.value)
+        return self._reverse(x, lam)
+
+    def _uncast(self) -> None:
+        """Keras on torch: `model.to(torch.float16)` casts λ's parameter in place (the model
+        holds every variable, so no hook of this layer sees it). Put the exact λ back."""
+        lam = self.lam.value
+        value = float(lam)
+        if not _layer.is_rounding_of(value, self._exact_lambda):
+            self._exact_lambda = value
+        lam.data = lam.data.new_tensor(self._exact_lambda, dtype=self._torch_float64)
 
     def compute_output_shape(self, input_shape: Any) -> Any:
         return input_shape
@@ -128,10 +143,15 @@ class GradientReversal(_layer.LambdaState, keras.layers.Layer):  # type: ignore[
         return _storage_dtype() if lam is None else str(lam.dtype)
 
     def _get_lambda(self) -> float:
-        return float(keras.ops.convert_to_numpy(self.lam.value))
+        value = float(keras.ops.convert_to_numpy(self.lam.value))
+        if self._copy_lambda and _layer.is_rounding_of(value, self._exact_lambda):
+            return self._exact_lambda  # Keras on torch: model.to(dtype) cast the weight
+        self._exact_lambda = value
+        return value
 
     def _put_lambda(self, value: float) -> None:
         self.lam.assign(value)
+        self._exact_lambda = value
 
     def _get_steps(self) -> int:
         return int(keras.ops.convert_to_numpy(self.steps.value))
@@ -143,11 +163,13 @@ class GradientReversal(_layer.LambdaState, keras.layers.Layer):  # type: ignore[
     # -- restore paths -------------------------------------------------------------------------
     def set_weights(self, weights: Any) -> None:
         super().set_weights(self._checked(list(weights)))
+        self._exact_lambda = float(keras.ops.convert_to_numpy(self.lam.value))
 
     def load_own_variables(self, store: Any) -> None:
         """`.keras` files and `load_weights`: λ and the step count are checked first."""
         checked = self._checked([store[str(i)] for i in range(len(store))])
         super().load_own_variables({str(i): v for i, v in enumerate(checked)})
+        self._exact_lambda = float(keras.ops.convert_to_numpy(self.lam.value))
 
     def _checked(self, weights: list[Any]) -> list[Any]:
         if len(weights) == 2:
@@ -173,6 +195,12 @@ class GradientReversal(_layer.LambdaState, keras.layers.Layer):  # type: ignore[
             # Files from gradrev 0.1 saved both; λ itself comes back with the weights.
             config.pop("lambda_", None)
         return cls(**config)
+
+
+def _torch_float64() -> Any:
+    import torch
+
+    return torch.float64
 
 
 def _scalar(value: Any) -> Any:

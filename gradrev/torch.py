@@ -16,6 +16,7 @@ from typing import Any
 
 try:
     import torch
+    from torch.autograd import forward_ad
 except ImportError as e:  # pragma: no cover - exercised in a subprocess
     from gradrev._install import missing
 
@@ -27,7 +28,6 @@ from gradrev.backends import torch as backend
 __all__ = ["GradientReversal"]
 
 _WHERE = "gradrev.torch.GradientReversal"
-_NARROW = (torch.float32, torch.bfloat16, torch.float16)
 
 
 class GradientReversal(_layer.LambdaState, torch.nn.Module):
@@ -76,16 +76,31 @@ class GradientReversal(_layer.LambdaState, torch.nn.Module):
         # one a backward saved. The copy is rounded to the dtype the backward computes in
         # (float32 below float64), exactly as PyTorch rounds a Python float.
         lam = self.lam
-        wide = x.dtype in (torch.float64, torch.complex128)
         # torch.jit.script compiles only this branch (backend.reverse is Python dispatch):
         # the operator that torch.export and torch.jit.trace record too.
         if torch.jit.is_scripting():  # type: ignore[attr-defined]
+            wide = x.dtype in (torch.float64, torch.complex128)
             lam = lam.to(torch.float64 if wide else torch.float32, copy=True).view(())
             return torch.ops.gradrev.reverse_lambda_tensor(x, lam)  # type: ignore[no-any-return]
         if lam.dtype != torch.float64:  # a wrapper cast it behind our back (FSDP1's buffer_dtype)
             lam = self._uncast(lam)
+        elif _plain_eager(x) and lam.is_cpu and not lam.is_inference():
+            # Plain eager PyTorch: λ as the Python float the buffer holds, read once per new
+            # λ. The same bits (the contract above), and the forward's λ is the float the
+            # backward keeps, without a tensor copy per call (issue 23: the layer's cost).
+            return backend.reverse_eagerly(x, self._eager_float(lam))
+        wide = x.dtype in (torch.float64, torch.complex128)
         lam = lam.to(torch.float64 if wide else torch.float32, copy=True).view(())
         return backend.reverse(x, lam)
+
+    def _eager_float(self, lam: torch.Tensor) -> float:
+        """``float(lam)``, cached while the buffer is the same tensor at the same version (an
+        in-place write, as ``load_state_dict`` makes, bumps the version)."""
+        cached = self.__dict__.get("_eager_lambda")
+        if cached is None or cached[0] is not lam or cached[1] != lam._version:
+            cached = (lam, lam._version, float(lam))
+            self.__dict__["_eager_lambda"] = cached
+        return cached[2]
 
     # -- storage for the shared state machine -----------------------------------------------
     def _get_lambda(self) -> float:
@@ -115,14 +130,14 @@ class GradientReversal(_layer.LambdaState, torch.nn.Module):
     # -- casts, resets, state dicts ------------------------------------------------------------
     def _trusted(self, value: float) -> float:
         """λ read from the buffer; a rounding of the Python λ (a wrapper cast it) reads as λ."""
-        if value != self._value and _rounds_to(self._value, value):
+        if _layer.is_rounding_of(value, self._value):
             return self._value
         self._value = value
         return value
 
     def _uncast(self, lam: torch.Tensor) -> torch.Tensor:
         value = float(lam)
-        if value == self._value or not _rounds_to(self._value, value):
+        if not _layer.is_rounding_of(value, self._value):
             raise ValueError(
                 f"{_WHERE}: λ must be held in float64, got a {lam.dtype} λ = {value!r} "
                 "(from functional_call or a rewritten buffer); pass float64"
@@ -202,6 +217,24 @@ class GradientReversal(_layer.LambdaState, torch.nn.Module):
         return f"lambda_={self.lambda_:.6g}, steps={int(self.steps)}, schedule={self._schedule!r}"
 
 
-def _rounds_to(exact: float, value: float) -> bool:
-    """Whether ``value`` is ``exact`` rounded to a narrower float dtype."""
-    return any(float(torch.tensor(exact, dtype=d)) == value for d in _NARROW)
+def _plain_eager(x: Any) -> bool:
+    """Whether ``x`` is a tensor outside every trace and transform, where a Python-float λ is
+    not baked into a program (torch.compile, export, jit.trace and fx keep the buffer's λ),
+    and no saved-tensor hooks run: torch.utils.checkpoint recomputes a saved λ tensor with
+    the λ of its recomputation (pinned in the tests), which a float in ctx would not follow."""
+    return (
+        isinstance(x, torch.Tensor)
+        and not _is_compiling()
+        and not _is_tracing()
+        and forward_ad._current_level < 0
+        and not _functorch_active()
+        and _saved_tensors_hooks(False) is None
+    )
+
+
+# Bound once: the eager forward calls them on every call.
+_is_compiling = torch.compiler.is_compiling
+_is_tracing = torch._C._is_tracing
+_functorch_active = torch._C._are_functorch_transforms_active
+# The innermost torch.autograd.graph.saved_tensors_hooks, None when none is active.
+_saved_tensors_hooks = torch._C._autograd._top_saved_tensors_default_hooks

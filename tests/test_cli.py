@@ -292,7 +292,7 @@ def test_demo_numbers_fuzzed(capsys: pytest.CaptureFixture[str]) -> None:
     from hypothesis import strategies as st
 
     from gradrev import schedules
-    from gradrev._cli import _parser
+    from gradrev._cli import _demo_config, _parser
 
     @hypothesis.settings(max_examples=300, deadline=None, database=None)
     @hypothesis.given(st.sampled_from(sorted(NUMERIC)), _values())
@@ -307,7 +307,8 @@ def test_demo_numbers_fuzzed(capsys: pytest.CaptureFixture[str]) -> None:
             return
         got = getattr(args, field)
         assert type(got) is kind and low <= got <= high, (option, value, got)
-        schedules.dann(args.steps, args.gamma, args.lambda_max)(args.steps // 2)
+        config = _demo_config(args)  # unset options take the task's defaults
+        schedules.dann(config.steps, config.gamma, config.lambda_max)(config.steps // 2)
 
     check()
 

@@ -142,3 +142,66 @@ def test_torch_demo_trains_on_one_thread_and_restores_the_setting() -> None:
     )
     assert seen == [1, 1, 1]
     assert torch.get_num_threads() == before
+
+
+def test_progress_eta_uses_each_backends_own_rate() -> None:
+    """Issue 22: the ETA extrapolated from torch, the fastest backend, and started far too low."""
+    from gradrev.demo.progress import Progress
+
+    times = iter([float(t) for t in range(1, 21)] + [20.0 + 5 * k for k in range(1, 30)])
+    out = io.StringIO()
+    progress = Progress(40, out, every=0, clock=lambda: next(times), plan={"torch": 20, "jax": 20})
+    for _ in range(20):  # 1 s a step
+        progress.advance("torch")
+    progress.advance("jax")  # 5 s a step, not timed yet: a provisional ETA, marked so
+    assert out.getvalue().splitlines()[-1].endswith("ETA ~0:18 (1 still to time)")
+    for _ in range(3):
+        progress.advance("jax")
+    # 16 jax steps left at 5 s: 1:20, where the average rate so far (40 s / 24) says 0:26
+    assert out.getvalue().splitlines()[-1].endswith("ETA 1:20")
+
+
+def test_tables_say_one_seed_not_one_seeds() -> None:
+    """Issue 22: the demo printed "(1 seeds, …)"."""
+    from gradrev.demo.report import tables
+
+    row = {
+        "source_acc": 1.0,
+        "source_acc_std": 0.0,
+        "target_acc": 0.5,
+        "target_acc_std": 0.0,
+        "target_acc_per_seed": [0.5],
+        "final_lambda": 0.9,
+    }
+    report = {
+        "config": {"seeds": 1},
+        "results": {"torch": {"wall_time_s": 1.0, "source_only": row, "dann": row}},
+        "distance_to_torch": {},
+        "dann_gain": {"torch": {"mean_points": 0.0, "ci95_points": None}},
+    }
+    assert "torch  (1 seed, 1.0 s)" in tables(report)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not all(demo.has(m) for m in ("torch", "jax", "flax")), reason="needs torch and jax"
+)
+def test_moons_float32_reports_the_framework_effect(tmp_path: Path) -> None:
+    out = tmp_path / "report.json"
+    proc = gradrev_demo(
+        *("--backends", "torch,jax", "--quick", "--seeds", "3", "--dtype", "float32"),
+        *("--out", str(tmp_path), "--json", str(out)),
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert report["task"] == "moons" and report["config"]["steps"] == 40  # --quick
+    effect = report["framework_effect"]["jax"]
+    assert {"mean_diff_points", "ci95_points", "seed_sd_points", "within_seed_noise"} <= set(effect)
+    assert set(report["dann_gain"]) == {"torch", "jax"}
+    assert "framework effect, float32" in proc.stdout
+
+
+def test_data_seed_is_for_digits_only(tmp_path: Path) -> None:
+    proc = gradrev_demo("--data-seed", "1", "--out", str(tmp_path))
+    assert proc.returncode == 2
+    assert "--data-seed is for --task digits" in proc.stdout

@@ -56,6 +56,21 @@ def test_keras_scheduled_layer_without_its_scheduler_warns(kind: Any) -> None:
     assert kind.steps(fresh) == 2
 
 
+def test_keras_on_torch_model_to_half_keeps_lambda(kind: Any) -> None:
+    """Keras on torch: a model is a torch.nn.Module, and model.to(float16) reached λ."""
+    if kind.name != "keras" or kind.backend != "torch":
+        pytest.skip("Keras on torch")
+    import torch
+
+    layer = kind.make(0.3)
+    inp = kind.keras.Input((3,))
+    kind.keras.Model(inp, layer(inp)).to(torch.float16)
+    assert kind.get(layer) == 0.3  # 0b3caed: 0.300048828125
+    x = torch.ones(3, dtype=torch.float32, requires_grad=True)
+    layer(x).sum().backward()
+    assert x.grad.tolist() == [-np.float32(0.3)] * 3
+
+
 @pytest.mark.slow
 def test_keras_steps_per_execution_counts_the_batches_run(kind: Any) -> None:
     """7 batches, k = 3, 2 epochs: 14 steps (Keras reports index 8 for the last call's one)."""
@@ -228,3 +243,45 @@ def test_torch_compile_step_before_backward_uses_the_forward_lambda(
         compat.set_alpha(2.0)
         y.sum().backward()
         assert x.grad.tolist() == [-0.5, -0.5]  # as torch-gradient-reversal 1.0.0 gives
+
+
+_FSDP1 = """
+import os, socket, warnings
+import torch, torch.distributed as dist
+from torch.distributed.fsdp import FullyShardedDataParallel as FSDP, MixedPrecision
+from torch.distributed.fsdp import FullStateDictConfig, StateDictType
+from gradrev.torch import GradientReversal
+
+warnings.filterwarnings("ignore")
+with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(s.getsockname()[1]))
+dist.init_process_group("gloo", rank=0, world_size=1)
+linear, grl = torch.nn.Linear(3, 3), GradientReversal(0.3)
+model = FSDP(torch.nn.Sequential(linear, grl), device_id=torch.device("cpu"),
+             mixed_precision=MixedPrecision(buffer_dtype=torch.bfloat16))
+seen = {}
+linear.register_forward_hook(lambda m, i, o: seen.update(h=o) or o.retain_grad())
+model(torch.ones(2, 3)).backward(torch.full((2, 3), 2.0))
+config = FullStateDictConfig(rank0_only=False)
+with FSDP.state_dict_type(model, StateDictType.FULL_STATE_DICT, config):
+    saved = model.state_dict()["1.lam"]
+print(grl.lambda_, seen["h"].grad[0, 0].item(), saved.dtype, saved.item())
+dist.destroy_process_group()
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.distributed
+def test_torch_fsdp1_buffer_dtype_keeps_lambda(torch: Any) -> None:
+    """FSDP1's MixedPrecision(buffer_dtype=bfloat16) (0b3caed: λ 0.30078125, saved so too)."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-c", _FSDP1], capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lam, grad, dtype, saved = proc.stdout.split()[-4:]
+    assert float(lam) == 0.3 and float(saved) == 0.3 and dtype == "torch.float64"
+    assert float(grad) == float(np.float32(2.0) * -np.float32(0.3))

@@ -176,7 +176,9 @@ def test_keras_backend(keras_backend: str) -> None:
         timeout=600,
     )
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
-    assert " passed" in proc.stdout and " failed" not in proc.stdout
+    # The summary line alone: a framework's warning text may itself say "failed".
+    summary = proc.stdout.strip().splitlines()[-1]
+    assert " passed" in summary and " failed" not in summary, proc.stdout[-4000:]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -149,3 +149,166 @@ def test_fuzzed_saved_schedule_bytes_give_a_schedule_or_gradrevs_error(data: byt
         _layer.decode(data, "gradrev.layer")
     except (ValueError, TypeError) as e:
         assert str(e).startswith(("gradrev.", "Constant: ", "Linear: ", "DANN: ", "WarmStart: ")), e
+
+
+# Random bad (and good) values for λ and α: the answer is a correct gradient or gradrev's error.
+hostile_scalars = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.integers(min_value=-(10**400), max_value=10**400),
+    st.booleans(),
+    st.none(),
+    st.text(max_size=6),
+    st.binary(max_size=4),
+    st.complex_numbers(allow_nan=True, allow_infinity=True),
+    st.lists(st.floats(), max_size=3),
+    hnp.arrays(
+        st.sampled_from([np.float32, np.float64, np.int32, np.bool_]),
+        hnp.array_shapes(min_dims=0, max_dims=2, max_side=3),
+    ),
+    st.just(object()),
+)
+GRADREV_ERROR = (TypeError, ValueError)
+
+
+def _finite_real(value: Any) -> float | None:
+    """The float a valid λ stands for, or None where gradrev must refuse it."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if np.isfinite(number) else None
+
+
+def _assert_gradrevs(error: Exception, *prefixes: str) -> None:
+    assert isinstance(error, GRADREV_ERROR), f"{type(error).__name__}: {error}"
+    assert str(error).startswith(prefixes), f"not gradrev's own error: {error}"
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+@given(lam=hostile_scalars)
+def test_fuzzed_lambda_into_reverse(backend: Any, lam: Any) -> None:
+    g = np.array([1.0, -2.0, 0.5], np.float32)
+    x = backend.tensor(np.zeros(3, np.float32))
+    want = _finite_real(lam)
+    try:
+        got = backend.vjp(lambda a: backend.ops.reverse(a, lam), x, backend.tensor(g))
+    except Exception as e:
+        assert want is None, f"λ={lam!r} is valid, but: {e!r}"
+        _assert_gradrevs(e, "gradrev.reverse: ")
+        return
+    assert want is not None, f"λ={lam!r} was accepted"
+    flushes = getattr(backend, "flushes_subnormals", lambda: False)()
+    assert_same_bits(got, _reference.reverse_grad(g, want, flush_subnormals=flushes))
+
+
+def _torch_lambdas() -> Any:
+    import torch
+
+    dtypes = [torch.float32, torch.float64, torch.float16, torch.int64, torch.bool, torch.complex64]
+    return st.builds(
+        lambda dt, shape, v: torch.full(shape, v, dtype=torch.float64).to(dt),
+        st.sampled_from(dtypes),
+        st.sampled_from([(), (1,), (3,), (2, 1)]),
+        st.floats(allow_nan=True, allow_infinity=True, width=16),
+    )
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+@given(data=st.data())
+def test_fuzzed_lambda_into_the_raw_torch_operators(data: st.DataObject) -> None:
+    """Values PyTorch's operator schema admits (a float, a tensor); other Python types are
+    refused by PyTorch's dispatcher before gradrev's kernel runs (docs/deployment.md)."""
+    torch = pytest.importorskip("torch")
+    import gradrev.backends.torch  # noqa: F401  (registers the operators)
+
+    lam = data.draw(
+        st.floats(allow_nan=True, allow_infinity=True) | _torch_lambdas(), label="lambda_"
+    )
+    tensor = isinstance(lam, torch.Tensor)
+    op = torch.ops.gradrev.reverse_lambda_tensor if tensor else torch.ops.gradrev.reverse
+    valid = (
+        lam.ndim == 0 and lam.is_floating_point() and bool(torch.isfinite(lam))
+        if tensor
+        else _finite_real(lam) is not None
+    )
+    x = torch.zeros(3, requires_grad=True)
+    g = torch.tensor([1.0, -2.0, 0.5])
+    try:
+        (got,) = torch.autograd.grad(op(x, lam), x, g)
+    except Exception as e:
+        assert not valid, f"λ={lam!r} is valid, but: {e!r}"
+        _assert_gradrevs(e, "torch.ops.gradrev.")
+        return
+    held = float(lam) if tensor else lam
+    if tensor and bool(torch.isfinite(lam)) is False:  # the kernel reads no tensor values
+        return
+    assert valid or (tensor and lam.ndim == 0 and lam.is_floating_point()), f"λ={lam!r} accepted"
+    assert_same_bits(got.numpy(), _reference.reverse_grad(g.numpy(), held))
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+@given(alpha=hostile_scalars)
+def test_fuzzed_alpha_into_the_drop_ins(alpha: Any) -> None:
+    torch = pytest.importorskip("torch")
+    from gradrev.compat import gradient_reversal, revgrad, tllib
+
+    want = _finite_real(alpha)
+    for name, fn in {
+        "revgrad.RevGrad": lambda x: revgrad.RevGrad(alpha)(x),
+        "revgrad.revgrad": lambda x: revgrad.revgrad(x, alpha),
+        "gradient_reversal.GradientReversalLayer": lambda x: (
+            gradient_reversal.GradientReversalLayer(alpha)(x)
+        ),
+        "gradient_reversal.gradient_reversal": lambda x: gradient_reversal.gradient_reversal(
+            x, alpha
+        ),
+        "tllib.GradientReverseFunction": lambda x: tllib.GradientReverseFunction.apply(x, alpha),
+    }.items():
+        x = torch.zeros(3, dtype=torch.float64, requires_grad=True)
+        try:
+            fn(x).backward(torch.ones(3, dtype=torch.float64))
+        except Exception as e:
+            _assert_gradrevs(e, "gradrev.compat.")
+            float32_held = name in ("revgrad.RevGrad", "gradient_reversal.GradientReversalLayer")
+            assert want is None or (float32_held and abs(want) > 3.4e38), (name, e)
+            continue
+        if want is not None:
+            assert x.grad is not None and np.isfinite(x.grad.numpy()).all(), name
+
+
+_LAYER_NEEDS = {"torch": "torch", "nnx": "flax", "linen": "flax", "mlx": "mlx"}
+
+
+@pytest.mark.parametrize("name", list(_LAYER_NEEDS))
+@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+@given(lam=hostile_scalars)
+def test_fuzzed_lambda_into_the_layers(name: str, lam: Any) -> None:
+    """Each layer's constructor and λ setter (Keras runs in its own child processes)."""
+    pytest.importorskip(_LAYER_NEEDS[name])
+    from layer_kinds import KINDS
+
+    kind = KINDS[name]()
+    layer = kind.make(0.5)
+    g = np.ones(2, np.float32)
+    for action in ("construct", "set"):
+        # GradientReversal(None) is the default λ, 1.0.
+        want = 1.0 if lam is None and action == "construct" else _finite_real(lam)
+        if name == "linen" and action == "set" and lam is None:
+            want = 1.0  # lambda_=None per call means the field's λ
+        try:
+            if action == "construct":
+                layer = kind.make(lam)
+            elif name == "linen":  # Linen's λ "setter" is the per-call argument, as given
+                layer["lambda_"] = lam
+            else:
+                kind.set(layer, lam)
+            got = kind.grad(layer, np.zeros(2, np.float32), g)
+        except Exception as e:
+            _assert_gradrevs(e, "gradrev.")
+            assert want is None or abs(want) > 3.4e38, e  # beyond float32: the layers refuse
+            continue
+        assert want is not None, f"λ={lam!r} accepted by {action}"
+        flushes = name in ("nnx", "linen")  # XLA's CPU flushes subnormals
+        assert_same_bits(got, _reference.reverse_grad(g, want, flush_subnormals=flushes))

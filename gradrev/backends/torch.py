@@ -61,10 +61,8 @@ def reverse(x: torch.Tensor, lambda_: float | torch.Tensor = 1.0) -> torch.Tenso
         lam: float | torch.Tensor = lambda_  # the common case, checked in 0.1 µs
     else:
         lam = _check_lambda_traced(lambda_, x) if compiling else _check_lambda(lambda_, x)
-    if not (x.is_floating_point() or x.is_complex()):
+    if not _carries_gradient(x):
         return x  # integers and bools carry no gradient: pass through untouched
-    if x.dtype not in _DTYPES:
-        raise _lambda.unsupported_dtype(str(x.dtype).removeprefix("torch."), "gradrev.reverse")
     if compiling:
         if forward_ad._current_level >= 0 or torch._C._are_functorch_transforms_active():
             raise _no_compiled_transform()
@@ -85,6 +83,26 @@ def reverse(x: torch.Tensor, lambda_: float | torch.Tensor = 1.0) -> torch.Tenso
     if isinstance(lam, torch.Tensor):
         lam = unwrap_if_dead(lam)
     return _apply_eagerly(unwrap_if_dead(x), lam)  # type: ignore[no-untyped-call,no-any-return]
+
+
+def _carries_gradient(x: torch.Tensor) -> bool:
+    """Whether x is floating or complex; a dtype PyTorch has no arithmetic for is refused."""
+    if not (x.is_floating_point() or x.is_complex()):
+        return False
+    if x.dtype not in _DTYPES:
+        raise _lambda.unsupported_dtype(str(x.dtype).removeprefix("torch."), "gradrev.reverse")
+    return True
+
+
+def reverse_eagerly(x: torch.Tensor, lambda_: float) -> torch.Tensor:
+    """``reverse(x, lambda_)`` for a finite Python-float λ, for a caller that knows it runs in
+    plain eager PyTorch (no torch.compile, trace or torch.func transform): the torch layer's
+    forward, which checks that, and saves reverse's checks of λ and of the mode."""
+    if x.layout != torch.strided or x.is_nested:
+        raise _not_dense(x)
+    if not _carries_gradient(x):
+        return x
+    return _apply_eagerly(unwrap_if_dead(x), lambda_)  # type: ignore[no-untyped-call,no-any-return]
 
 
 class GradReverse(torch.autograd.Function):

@@ -2,7 +2,6 @@
 
 # No `from __future__ import annotations`: torch.jit.script compiles scripted_lambda, and
 # cannot read 'torch.Tensor' as a string.
-import math
 import numbers
 from typing import Any
 
@@ -61,21 +60,7 @@ def finite_float(alpha: Any, where: str) -> float:
         alpha = as_lambda(alpha, where)
     elif isinstance(alpha, bool) or not isinstance(alpha, numbers.Real):
         raise TypeError(f"{where}: alpha must be {ACCEPTED}, got {_lambda.describe(alpha)}")
-    try:
-        value = float(alpha)
-    except OverflowError:  # an int beyond the float range, e.g. 10**400
-        raise ValueError(
-            f"{where}: alpha must be finite, got {_lambda.describe(alpha)}, which overflows "
-            "a float64"
-        ) from None
-    # Comparisons, not math.isfinite: under torch.compile a changing Python float becomes a
-    # symbolic float, which compares (as a guard) but has no isfinite.
-    if not -math.inf < value < math.inf:
-        raise ValueError(
-            f"{where}: alpha must be finite, got {value!r}; "
-            "a NaN or infinite α would silently poison every gradient"
-        )
-    return value
+    return _lambda.finite(alpha, where, "alpha", "α")
 
 
 def alpha_tensor(alpha: Any, where: str) -> torch.Tensor:
@@ -93,8 +78,26 @@ def alpha_tensor(alpha: Any, where: str) -> torch.Tensor:
             raise TypeError(
                 f"{where}: alpha must be {ACCEPTED}, got {_lambda.describe(alpha)}"
             ) from None
+    if isinstance(alpha, numbers.Real):
+        _fits(stored, alpha, where)
     finite_float(stored, where)  # one real, finite element
     return stored
+
+
+def stored(alpha: Any, dtype: torch.dtype, device: torch.device, where: str) -> torch.Tensor:
+    """A finite real α as a 0-d tensor of the buffer's dtype, refused if it overflows it."""
+    value = finite_float(alpha, where)
+    tensor = torch.tensor(value, dtype=dtype, device=device)
+    _fits(tensor, value, where)
+    return tensor
+
+
+def _fits(tensor: torch.Tensor, value: Any, where: str) -> None:
+    if tensor.device.type != "meta" and not bool(torch.isfinite(tensor).all()):
+        raise ValueError(
+            f"{where}: alpha = {value!r} overflows the {tensor.dtype} in which α is stored; "
+            f"accepted: |alpha| ≤ {torch.finfo(tensor.dtype).max}"
+        )
 
 
 def reverse(x: torch.Tensor, alpha: Any, where: str) -> torch.Tensor:

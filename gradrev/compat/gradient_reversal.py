@@ -44,8 +44,10 @@ class GradientReversalLayer(torch.nn.Module):
 
     def __init__(self, alpha: float = 1.0) -> None:
         super().__init__()
-        value = _torch.finite_float(alpha, "gradrev.compat.gradient_reversal.GradientReversalLayer")
-        self.register_buffer("alpha", torch.tensor(value))
+        where = "gradrev.compat.gradient_reversal.GradientReversalLayer"
+        self.register_buffer(
+            "alpha", _torch.stored(alpha, torch.float32, torch.device("cpu"), where)
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if torch.jit.is_scripting():  # type: ignore[attr-defined]
@@ -55,9 +57,9 @@ class GradientReversalLayer(torch.nn.Module):
     def set_alpha(self, alpha: float) -> None:
         """Set α (the buffer keeps its dtype and device); a backward already recorded keeps
         the α its forward saw, eagerly and under `torch.compile`, as the peer's does."""
-        value = _torch.finite_float(alpha, "GradientReversalLayer.set_alpha")
+        where = "GradientReversalLayer.set_alpha"
         # A new tensor, not fill_(): the forward saved the old one for its backward.
-        self.alpha = torch.tensor(value, dtype=self.alpha.dtype, device=self.alpha.device)
+        self.alpha = _torch.stored(alpha, self.alpha.dtype, self.alpha.device, where)
 
     def extra_repr(self) -> str:
         return f"alpha={float(self.alpha):.4f}"

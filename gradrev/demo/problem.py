@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from gradrev.demo import LAYERS, Config
+from gradrev.demo import LAYERS, Config, stats
 
 
 @dataclass
@@ -113,21 +113,19 @@ def run(
         for mode, rs in runs[name].items():
             src = [accuracy(r, p.xs, p.ys) for r, p in zip(rs, problems)]
             tgt = [accuracy(r, p.xt, p.yt) for r, p in zip(rs, problems)]
-            results[name][mode] = {
-                "source_acc": float(np.mean(src)),
-                "source_acc_std": float(np.std(src)),
-                "target_acc": float(np.mean(tgt)),
-                "target_acc_std": float(np.std(tgt)),
-                "target_acc_per_seed": tgt,
-                "final_lambda": float(np.mean([r.final_lambda for r in rs])),
-            }
-    return {
+            results[name][mode] = summary(src, tgt, [r.final_lambda for r in rs])
+    report: dict[str, Any] = {
+        "task": "moons",
         "config": dataclasses.asdict(config),
         "results": results,
         "distance_to_torch": _distances(runs, problems) if "torch" in runs else {},
+        "dann_gain": stats.dann_gain(results),
         "_runs": runs,
         "_problems": problems,
     }
+    if config.dtype == "float32":
+        report["framework_effect"] = stats.framework_effect(results)
+    return report
 
 
 def _distances(runs: dict[str, Any], problems: list[Problem]) -> dict[str, Any]:
@@ -149,10 +147,27 @@ def _distances(runs: dict[str, Any], problems: list[Problem]) -> dict[str, Any]:
                 abs(accuracy(ref, p.xt, p.yt) - accuracy(other, p.xt, p.yt))
                 for (ref, other), p in zip(pairs, problems)
             ]
-            entry[mode] = {
-                "max_abs_param_diff": max_param,
-                "max_target_acc_diff": float(max(target)),
-                "seeds_identical_accuracy": int(sum(t == 0 for t in target)),
-            }
+            entry[mode] = distance(max_param, target)
         out[name] = entry
     return out
+
+
+def summary(source: list[float], target: list[float], lambdas: list[float]) -> dict[str, Any]:
+    """One model's row of the report (both tasks): accuracies over seeds, the final λ."""
+    return {
+        "source_acc": float(np.mean(source)),
+        "source_acc_std": float(np.std(source)),
+        "target_acc": float(np.mean(target)),
+        "target_acc_std": float(np.std(target)),
+        "target_acc_per_seed": target,
+        "final_lambda": float(np.mean(lambdas)),
+    }
+
+
+def distance(max_param: float, target: list[float]) -> dict[str, Any]:
+    """One model's distance to PyTorch (both tasks); ``target``: per-seed |Δ accuracy|."""
+    return {
+        "max_abs_param_diff": max_param,
+        "max_target_acc_diff": float(max(target)),
+        "seeds_identical_accuracy": int(sum(t == 0 for t in target)),
+    }

@@ -8,23 +8,42 @@ from typing import Any
 
 import numpy as np
 
+from gradrev.demo import stats
 from gradrev.demo.problem import Problem, Run
+
+_MODES = {"source_only": "source-only", "dann": "dann", "control": "dann, λ = 0"}
 
 
 def tables(report: dict[str, Any]) -> str:
-    """One table per backend, then the cross-framework distance to PyTorch."""
+    """One table per backend, the DANN gain with its CI, the cross-framework distance to
+    PyTorch, and (float32) the framework effect."""
     lines = []
+    seeds = report["config"]["seeds"]
     for name, res in report["results"].items():
-        lines.append(f"{name}  ({report['config']['seeds']} seeds, {res['wall_time_s']:.1f} s)")
+        plural = "seed" if seeds == 1 else "seeds"
+        lines.append(f"{name}  ({seeds} {plural}, {res['wall_time_s']:.1f} s)")
         lines.append(f"  {'model':<12} {'source acc':>16} {'target acc':>16} {'final λ':>9}")
-        for mode in ("source_only", "dann"):
+        for mode in (m for m in _MODES if m in res):
             r = res[mode]
             src = f"{100 * r['source_acc']:.1f} ± {100 * r['source_acc_std']:.1f}"
             tgt = f"{100 * r['target_acc']:.1f} ± {100 * r['target_acc_std']:.1f}"
-            lam = f"{r['final_lambda']:.4f}" if mode == "dann" else "-"
-            lines.append(f"  {mode.replace('_', '-'):<12} {src:>16} {tgt:>16} {lam:>9}")
-        gain = 100 * (res["dann"]["target_acc"] - res["source_only"]["target_acc"])
-        lines.append(f"  DANN gain on target: {gain:+.1f} points")
+            lam = f"{r['final_lambda']:.4f}" if mode != "source_only" else "-"
+            lines.append(f"  {_MODES[mode]:<12} {src:>16} {tgt:>16} {lam:>9}")
+        gain = report["dann_gain"][name]
+        lines.append(f"  DANN gain on target: {gain['mean_points']:+.1f} points{_ci(gain)}")
+        if "control_mean_points" in gain:
+            lines.append(
+                f"  λ = 0 control (BatchNorm alone): {gain['control_mean_points']:+.1f} points"
+                f"{_ci(gain, 'control_')}; DANN over the control: "
+                f"{gain['over_control_mean_points']:+.1f}{_ci(gain, 'over_control_')}"
+            )
+        lines.append("")
+    if "paper" in report:
+        paper = report["paper"]
+        lines.append(
+            f"for reference, {paper['task']}: source-only {100 * paper['source_only']:.2f}%, "
+            f"DANN {100 * paper['dann']:.2f}% (target accuracy)"
+        )
         lines.append("")
     if report["distance_to_torch"]:
         lines.append("distance to PyTorch (same initial weights, same batches)")
@@ -32,10 +51,29 @@ def tables(report: dict[str, Any]) -> str:
         for name, entry in report["distance_to_torch"].items():
             for mode, d in entry.items():
                 lines.append(
-                    f"  {name:<11} {mode.replace('_', '-'):<12} {d['max_abs_param_diff']:>10.2e} "
+                    f"  {name:<11} {_MODES[mode]:<12} {d['max_abs_param_diff']:>10.2e} "
                     f"{100 * d['max_target_acc_diff']:>18.1f}%"
                 )
+    if report.get("framework_effect"):
+        lines.append("")
+        lines.append("framework effect, float32 (DANN target accuracy minus PyTorch's, per seed)")
+        lines.append(
+            f"  {'backend':<11} {'mean Δ':>8} {'95% CI (paired t)':>20} {'seed SD':>8}  verdict"
+        )
+        for name, e in report["framework_effect"].items():
+            ci = e["ci95_points"]
+            interval = "-" if ci is None else f"[{ci[0]:+.1f}, {ci[1]:+.1f}]"
+            sd = "-" if e["seed_sd_points"] is None else f"{e['seed_sd_points']:.1f}"
+            lines.append(
+                f"  {name:<11} {e['mean_diff_points']:>+8.1f} {interval:>20} {sd:>8}  "
+                f"{stats.verdict(e)}"
+            )
     return "\n".join(lines)
+
+
+def _ci(entry: dict[str, Any], prefix: str = "") -> str:
+    ci = entry[prefix + "ci95_points"]
+    return "" if ci is None else f" (95% CI {ci[0]:+.1f} to {ci[1]:+.1f}, paired t)"
 
 
 def figure(report: dict[str, Any], path: Path) -> Path:
@@ -88,3 +126,59 @@ def write_json(report: dict[str, Any], path: Path) -> None:
     public = {k: v for k, v in report.items() if not k.startswith("_")}
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(public, indent=2))
+
+
+def digits_figure(report: dict[str, Any], path: Path) -> Path:
+    """Sample source and target images, then the first backend's features of seed 0 (PCA of
+    source and target test images together), source-only vs DANN, as the paper's Figure 4."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from gradrev.demo.convnet import ConvProblem, evaluate
+
+    name, modes = next(iter(report["_runs"].items()))
+    problem: ConvProblem = report["_problems"][0]
+    fig = plt.figure(figsize=(10, 7.5))
+    grid = fig.add_gridspec(3, 8, height_ratios=[1, 1, 5])
+    for row, split in enumerate(("source_test", "target_test")):
+        images = _images(report, split)
+        for k in range(8):
+            ax = fig.add_subplot(grid[row, k])
+            ax.imshow(images[k], interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if k == 0:
+                ax.set_ylabel("source" if row == 0 else "target", fontsize=9)
+    for col, mode in enumerate(("source_only", "dann")):
+        ax = fig.add_subplot(grid[2, 4 * col : 4 * col + 4])
+        hs = evaluate(modes[mode][0], problem, "source_test")[1]
+        ht = evaluate(modes[mode][0], problem, "target_test")[1]
+        both = np.concatenate([hs, ht]).astype(np.float64)
+        centred = both - both.mean(0)
+        xy = centred @ np.linalg.svd(centred, full_matrices=False)[2][:2].T
+        for points, color, label in (
+            (xy[: len(hs)], "#2e6fba", "source (digits)"),
+            (xy[len(hs) :], "#d1495b", "target (digits-M)"),
+        ):
+            ax.scatter(points[:, 0], points[:, 1], s=5, c=color, alpha=0.5, label=label)
+        acc = report["results"][name][mode]["target_acc_per_seed"][0]
+        title = "source only" if mode == "source_only" else "DANN"
+        ax.set_title(f"{name} · {title}: features (PCA), target acc {100 * acc:.1f}%", fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.legend(loc="lower left", fontsize=7, markerscale=3)
+    fig.suptitle("Digits → digits-M (seed 0): test images and their features")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def _images(report: dict[str, Any], split: str) -> np.ndarray:
+    from gradrev.demo.digits import digits_m
+
+    data = digits_m(report["config"]["data_seed"])
+    return np.asarray(getattr(data, split)[:8])
