@@ -273,6 +273,7 @@ NUMERIC = {
     "--lr": ("lr", float, 0, 10),
     "--lambda-max": ("lambda_max", float, 0, 100),
     "--gamma": ("gamma", float, 0, 1000),
+    "--data-seed": ("data_seed", int, 0, 2**32 - 1),
 }
 
 

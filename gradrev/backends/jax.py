@@ -118,7 +118,7 @@ def _check(lambda_: Any) -> float | jax.Array:
     return _lambda.as_float(lambda_, "gradrev.reverse", _FRAMEWORK)
 
 
-def _neg_lambda(lambda_: Any, dtype: Any) -> jax.Array:
+def _neg_lambda(lambda_: Any, dtype: Any) -> jax.Array | np.ndarray:
     lam = _check(lambda_)
     if isinstance(lam, jax.Array):
         return (-lam).astype(dtype)
@@ -127,6 +127,11 @@ def _neg_lambda(lambda_: Any, dtype: Any) -> jax.Array:
 
 
 @functools.lru_cache(maxsize=256)
-def _constant(value: float, sign: float, dtype: Any) -> jax.Array:
-    """−λ as an array of ``dtype``, made once per value (each make is a host-to-device copy)."""
-    return jnp.asarray(np.asarray(value, dtype))
+def _constant(value: float, sign: float, dtype: Any) -> np.ndarray:
+    """−λ as a 0-d NumPy array of ``dtype``, made once per value.
+
+    NumPy, not a cached ``jax.Array``: a trace embeds a NumPy constant as a literal, but it
+    hoists a captured ``jax.Array`` into an extra argument, so a cached one made in one trace
+    broke the next ``jax.export`` ("Too many leaves for PyTreeDef").
+    """
+    return np.asarray(value, dtype)
