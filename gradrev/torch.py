@@ -22,7 +22,7 @@ except ImportError as e:  # pragma: no cover - exercised in a subprocess
 
     raise missing(__name__, "torch", e) from e
 
-from gradrev import _layer
+from gradrev import _lambda, _layer
 from gradrev.backends import torch as backend
 
 __all__ = ["GradientReversal"]
@@ -172,31 +172,30 @@ class GradientReversal(_layer.LambdaState, torch.nn.Module):
 
     def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
         # Every load (assign=True included) goes through the constructor's checks, and
-        # restores λ, the step count and the schedule together.
-        lam, steps = state_dict.get(prefix + "lam"), state_dict.get(prefix + "steps")
+        # restores λ, the step count and the schedule together: all are checked before any
+        # is written, so a refused load changes nothing.
+        lam, steps, config = (
+            _restored_tensor(state_dict, prefix, key) for key in ("lam", "steps", "schedule_config")
+        )
         extra = state_dict.pop(prefix + "_extra_state", None)  # gradrev <= 0.2 saved a dict
-        config = state_dict.get(prefix + "schedule_config")
         value = schedule = None
-        if isinstance(lam, torch.Tensor):
-            if lam.numel() != 1:
-                raise ValueError(
-                    f"{_WHERE}: the restored lam must hold one number, got {lam.shape}"
-                )
-            value = _layer.restored_lambda(lam.reshape(()), "float64", _WHERE)
+        if lam is not None:
+            value = _layer.restored_lambda(_one_number(lam, "lam"), "float64", _WHERE)
             lam64 = torch.tensor([value], dtype=torch.float64, device=lam.device)
             state_dict[prefix + "lam"] = lam64  # gradrev 0.1 saved a 0-d float32 λ
-        if isinstance(steps, torch.Tensor):
-            count = _layer.restored_steps(steps.reshape(()), _WHERE)
+        if steps is not None:
+            count = _layer.restored_steps(_one_number(steps, "steps"), _WHERE)
             state_dict[prefix + "steps"] = torch.tensor(count, device=steps.device)
         if config is None and lam is not None:  # a checkpoint from before schedule_config
             saved = extra.get("schedule") if isinstance(extra, dict) else None
-            data = _layer.encode(_layer.schedule_from_config(saved), _WHERE)
-            config = torch.frombuffer(bytearray(data), dtype=torch.uint8)
-            state_dict[prefix + "schedule_config"] = config
-        if isinstance(config, torch.Tensor):
-            schedule = _layer.decode(config.to(torch.uint8).numpy().tobytes(), _WHERE)
+            encoded = _layer.encode(_layer.schedule_from_config(saved), _WHERE)
+            config = torch.frombuffer(bytearray(encoded), dtype=torch.uint8)
+        if config is not None:
+            data = _config_bytes(config)
+            schedule = _layer.decode(data.numpy().tobytes(), _WHERE)
+            state_dict[prefix + "schedule_config"] = data.to(config.device)
         super()._load_from_state_dict(state_dict, prefix, *args)
-        if isinstance(config, torch.Tensor):
+        if config is not None:
             self._schedule = schedule
         if value is not None:
             self._value = value
@@ -215,6 +214,50 @@ class GradientReversal(_layer.LambdaState, torch.nn.Module):
         if self.lam.is_meta:  # deferred initialization: no values yet
             return f"lambda_=<meta>, schedule={self._schedule!r}"
         return f"lambda_={self.lambda_:.6g}, steps={int(self.steps)}, schedule={self._schedule!r}"
+
+
+def _restored_tensor(state_dict: dict[str, Any], prefix: str, key: str) -> Any:
+    """``state_dict[prefix + key]`` (None when absent): a tensor that holds values."""
+    value = state_dict.get(prefix + key)
+    if value is None:
+        return None
+    if not isinstance(value, torch.Tensor):
+        raise TypeError(
+            f"{_WHERE}: the restored {key} must be a torch.Tensor (as state_dict() saves it), "
+            f"got {_lambda.describe(value)}"
+        )
+    if value.is_meta or value.is_complex():
+        raise ValueError(
+            f"{_WHERE}: the restored {key} must hold real values, got "
+            f"{_lambda.describe(value)}{' on the meta device' if value.is_meta else ''}"
+        )
+    return value
+
+
+def _one_number(value: torch.Tensor, key: str) -> float:
+    if value.numel() != 1:
+        raise ValueError(
+            f"{_WHERE}: the restored {key} must hold one number, got {_lambda.describe(value)}"
+        )
+    return float(value.detach().reshape(()).to("cpu", torch.float64))
+
+
+def _config_bytes(config: torch.Tensor) -> torch.Tensor:
+    """The schedule's config as the saved uint8 bytes. A float cast keeps bytes exact, so any
+    real dtype holding whole numbers in [0, 255] is read; anything else is refused."""
+    config = config.detach().to("cpu")
+    wide = config.to(torch.float64)
+    if (
+        config.shape != (_layer.CONFIG_BYTES,)
+        or not bool((wide == wide.floor()).all())
+        or not bool(((wide >= 0) & (wide <= 255)).all())
+    ):
+        raise ValueError(
+            f"{_WHERE}: the restored schedule_config must be the {_layer.CONFIG_BYTES} bytes "
+            "that state_dict() saves (shape "
+            f"({_layer.CONFIG_BYTES},), whole numbers in [0, 255]), got {_lambda.describe(config)}"
+        )
+    return config.to(torch.uint8)
 
 
 def _plain_eager(x: Any) -> bool:

@@ -191,6 +191,70 @@ def test_torch_state_dict_holds_tensors_only_and_old_checkpoints_load(torch: Any
     assert restored.schedule == dann and restored.step() == dann(2)
 
 
+def _saved_state(torch: Any) -> dict[str, Any]:
+    from gradrev.torch import GradientReversal
+
+    layer = GradientReversal(schedule=schedules.dann(total_steps=100))
+    layer.step()
+    return layer.state_dict()
+
+
+# State-dict entries that no gradrev layer saved: name -> (torch, saved config) -> (key, value).
+_MALFORMED: dict[str, Any] = {
+    "config shorter": lambda t, c: ("schedule_config", c[:200]),
+    "config shorter, all JSON": lambda t, c: ("schedule_config", c[: c.nonzero().max() + 1]),
+    "config longer": lambda t, c: ("schedule_config", t.cat([c, c])),
+    "config 2-D": lambda t, c: ("schedule_config", c.reshape(16, 16)),
+    "config 0-d": lambda t, c: ("schedule_config", t.tensor(3, dtype=t.uint8)),
+    "config fractional": lambda t, c: ("schedule_config", c.double() + 0.5),
+    "config negative": lambda t, c: ("schedule_config", -c.double()),
+    "config above 255": lambda t, c: ("schedule_config", c.long() + 256),
+    "config nan": lambda t, c: ("schedule_config", t.full((256,), float("nan"))),
+    "config complex": lambda t, c: ("schedule_config", c.to(t.complex64)),
+    "config meta": lambda t, c: ("schedule_config", c.to("meta")),
+    "config a list": lambda t, c: ("schedule_config", c.tolist()),
+    "lam a list": lambda t, c: ("lam", [0.5]),
+    "lam complex": lambda t, c: ("lam", t.tensor([1 + 2j])),
+    "lam meta": lambda t, c: ("lam", t.zeros(1, dtype=t.float64, device="meta")),
+    "steps an int": lambda t, c: ("steps", 3),
+    "steps shape (3,)": lambda t, c: ("steps", t.zeros(3)),
+}
+
+
+@pytest.mark.parametrize("bad", list(_MALFORMED))
+def test_torch_malformed_state_is_gradrevs_error_and_changes_nothing(torch: Any, bad: str) -> None:
+    """0b9fe08: torch's size-mismatch RuntimeError (or another of torch's errors), a
+    misleading "not gradrev's" message, or a silent load (a NaN config read as no schedule)."""
+    from gradrev.torch import GradientReversal
+
+    saved = _saved_state(torch)
+    key, value = _MALFORMED[bad](torch, saved["schedule_config"])
+    layer = GradientReversal(schedule=schedules.linear(0.0, 1.0, 10))
+    layer.step()
+    with pytest.raises((ValueError, TypeError)) as caught:
+        layer.load_state_dict({**saved, key: value})
+    message = str(caught.value)
+    assert message.startswith(f"gradrev.torch.GradientReversal: the restored {key} "), message
+    assert "got " in message, message
+    assert layer.schedule == schedules.linear(0.0, 1.0, 10) and int(layer.steps) == 1
+    assert layer.lambda_ == schedules.linear(0.0, 1.0, 10)(1)
+
+
+def test_torch_schedule_config_cast_to_a_float_dtype_loads(torch: Any) -> None:
+    """A state dict whose tensors were all cast to float (bytes are whole numbers below 256,
+    which float16 holds exactly) restores the same schedule, as an MLX cast file does."""
+    from gradrev.torch import GradientReversal
+
+    state = _saved_state(torch)
+    for dtype in (torch.float16, torch.float32, torch.int64):
+        cast = {**state, "schedule_config": state["schedule_config"].to(dtype)}
+        layer = GradientReversal()
+        layer.load_state_dict(cast)
+        assert layer.schedule == schedules.dann(total_steps=100) and int(layer.steps) == 1
+        assert layer.schedule_config.dtype == torch.uint8
+        assert layer.step() == schedules.dann(total_steps=100)(2)
+
+
 def test_torch_buffer_data_rewritten_to_bfloat16_keeps_lambda(torch: Any) -> None:
     """FSDP1's MixedPrecision(buffer_dtype=bfloat16) sets the buffer's .data directly."""
     from gradrev.torch import GradientReversal
