@@ -100,7 +100,7 @@ class GradientReversal(_layer.LambdaState, keras.layers.Layer):  # type: ignore[
             autocast=False,  # mixed precision policies would round λ to the compute dtype
             name="lambda",
         )
-        self.lam.assign(value)  # not a Constant initializer, which rounds through float32
+        self._put_lambda(value)  # not a Constant initializer, which rounds through float32
         self.steps = self.add_weight(
             shape=(), dtype="int32", initializer="zeros", trainable=False, name="steps"
         )
@@ -150,7 +150,9 @@ class GradientReversal(_layer.LambdaState, keras.layers.Layer):  # type: ignore[
         return value
 
     def _put_lambda(self, value: float) -> None:
-        self.lam.assign(value)
+        # A NumPy value, not the Python float: TensorFlow's scalar-constant cache conflates
+        # -0.0 with 0.0, so assign(-0.0) after a 0.0 anywhere stored +0.0 (flipping zeros' signs).
+        self.lam.assign(np.asarray(value, self.lam.dtype))
         self._exact_lambda = value
 
     def _get_steps(self) -> int:

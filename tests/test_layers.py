@@ -145,6 +145,30 @@ def test_bad_lambda_and_schedule_are_clear_errors(kind: Any) -> None:
             kind.make(schedule=0.5)
 
 
+# Signed zeros, infinities and NaN: λ = 0 turns g into g · −0.0 (each zero's sign flipped).
+SIGNED = np.array([0.0, -0.0, 1.0, -2.0, np.inf, -np.inf, np.nan, 1e-3], np.float32)
+
+
+@pytest.mark.parametrize("lam", [0.0, -0.0, -0.5])
+def test_zero_and_negative_lambda_give_the_bits_of_reverse(kind: Any, lam: float) -> None:
+    """docs/semantics.md, "The sign of λ": λ = 0 blocks, λ < 0 scales without reversing. A
+    layer holding λ (built with it, set to it, or scheduled to it) gives reverse(x, λ)'s bits."""
+    import gradrev
+
+    x, a = np.zeros_like(SIGNED), kind.adapter
+    want = a.vjp(lambda t: gradrev.reverse(t, lam), a.tensor(x), a.tensor(SIGNED))
+    assert _reference.same_bits(want, _reference.reverse_grad(SIGNED, lam)).all(), want
+    layers = {"built": kind.make(lam), "set": kind.make(1.0)}
+    kind.set(layers["set"], lam)
+    if kind.has_state:
+        layers["scheduled"] = kind.make(schedule=schedules.constant(lam))
+        kind.step(layers["scheduled"])
+    for how, layer in layers.items():
+        assert np.copysign(1.0, kind.get(layer)) == np.copysign(1.0, lam), how
+        got = kind.grad(layer, x, SIGNED)
+        assert got.dtype == want.dtype and _reference.same_bits(got, want).all(), (how, got, want)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("keras_backend", ["tensorflow", "jax", "torch"])
 def test_keras_backend(keras_backend: str) -> None:
