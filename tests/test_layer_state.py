@@ -255,6 +255,42 @@ def test_torch_schedule_config_cast_to_a_float_dtype_loads(torch: Any) -> None:
         assert layer.step() == schedules.dann(total_steps=100)(2)
 
 
+def test_torch_safetensors_round_trip_continues_the_run(torch: Any, tmp_path: Any) -> None:
+    """safetensors' save_file/load_file (HF Accelerate's save_state default) of a model holding
+    a scheduled layer: the loaded copy, built with another schedule, trains on bit-exactly.
+    0b3caed: save_file refused the dict in the state dict ("Key `1._extra_state` is invalid,
+    expected torch.Tensor"; Accelerate's save_state: AttributeError on its 'storage')."""
+    st = pytest.importorskip("safetensors.torch")
+    from gradrev.torch import GradientReversal
+
+    def model(schedule: Any, seed: int) -> Any:
+        torch.manual_seed(seed)
+        grl = GradientReversal(schedule=schedule)
+        return torch.nn.Sequential(torch.nn.Linear(3, 4), grl, torch.nn.Linear(4, 1)), grl
+
+    def train(net: Any, grl: Any, steps: int) -> None:
+        sgd = torch.optim.SGD(net.parameters(), lr=0.1)  # no momentum: no optimizer state
+        for _ in range(steps):
+            sgd.zero_grad()
+            net(torch.tensor(X[:, :3])).square().sum().backward()
+            sgd.step()
+            grl.step()
+
+    dann = schedules.dann(total_steps=20)
+    net, grl = model(dann, 0)
+    train(net, grl, 3)
+    st.save_file(net.state_dict(), str(tmp_path / "model.safetensors"))
+    loaded, loaded_grl = model(schedules.linear(0.0, 1.0, 5), 1)
+    loaded.load_state_dict(st.load_file(str(tmp_path / "model.safetensors")))
+    assert loaded_grl.schedule == dann and int(loaded_grl.steps) == 3
+    assert loaded_grl.lambda_ == grl.lambda_ == dann(3)
+    train(net, grl, 4)
+    train(loaded, loaded_grl, 4)
+    assert loaded_grl.lambda_ == grl.lambda_ == dann(7)
+    for (name, want), got in zip(net.state_dict().items(), loaded.state_dict().values()):
+        assert want.dtype == got.dtype and torch.equal(want, got), name
+
+
 def test_torch_buffer_data_rewritten_to_bfloat16_keeps_lambda(torch: Any) -> None:
     """FSDP1's MixedPrecision(buffer_dtype=bfloat16) sets the buffer's .data directly."""
     from gradrev.torch import GradientReversal
