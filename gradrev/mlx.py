@@ -121,6 +121,18 @@ class GradientReversal(_layer.LambdaState, nn.Module):  # type: ignore[name-defi
         object.__setattr__(self, "_encoded", encoded)
         self.schedule_config = mx.array(list(encoded), mx.uint8)
 
+    def load_weights(self, file_or_weights: Any, strict: bool = True) -> Any:
+        """`mlx.nn.Module.load_weights`, with λ, the step count and the schedule's config
+        checked first: a refused file gets gradrev's error and changes nothing."""
+        weights = file_or_weights
+        if isinstance(weights, str):
+            weights = list(mx.load(weights).items())  # type: ignore[union-attr]
+        weights = [
+            (k, _restored(k, v) if k in _STATE and isinstance(v, mx.array) else v)
+            for k, v in weights
+        ]
+        return super().load_weights(weights, strict)
+
     def save_weights(self, file: str) -> None:
         """`mlx.nn.Module.save_weights`, refusing a schedule that gradrev cannot save."""
         _layer.check_saveable(self.schedule)
@@ -149,7 +161,11 @@ def _restored(key: str, value: mx.array) -> mx.array:
         _layer.restored_lambda(_value(value).item(), "float64", _WHERE)
         return value
     if key == "steps":
-        number = value.astype(mx.float64, stream=mx.cpu).item()
+        if value.size != 1:
+            raise ValueError(
+                f"{_WHERE}: the restored steps must hold one number, got {_lambda.describe(value)}"
+            )
+        number = value.astype(mx.float64, stream=mx.cpu).reshape(-1).item()
         exact = _EXACT_INTEGERS.get(value.dtype)
         if exact is not None and not abs(number) < exact:
             raise ValueError(
@@ -157,8 +173,11 @@ def _restored(key: str, value: mx.array) -> mx.array:
                 f"holds whole numbers exactly only below {exact}; load it as an integer"
             )
         return mx.array(_layer.restored_steps(number, _WHERE), mx.int32)
-    if not _holds_bytes(value):
-        raise ValueError(f"{_WHERE}: schedule_config holds bytes, got {_lambda.describe(value)}")
+    if value.shape != (_layer.CONFIG_BYTES,) or not _holds_bytes(value):
+        raise ValueError(
+            f"{_WHERE}: the restored schedule_config must be the {_layer.CONFIG_BYTES} bytes "
+            f"that save_weights saves, got {_lambda.describe(value)}"
+        )
     return value.astype(mx.uint8)
 
 

@@ -312,3 +312,157 @@ def test_fuzzed_lambda_into_the_layers(name: str, lam: Any) -> None:
         assert want is not None, f"λ={lam!r} accepted by {action}"
         flushes = name in ("nnx", "linen")  # XLA's CPU flushes subnormals
         assert_same_bits(got, _reference.reverse_grad(g, want, flush_subnormals=flushes))
+
+
+# The layers' loaders: random bad (and good) λ, step counts and schedule bytes, written the way
+# a checkpoint restore writes them. The answer is gradrev's error with the layer unchanged, or
+# a restore of exactly what was given.
+_RAW_DTYPES = ["float16", "float32", "float64", "int32", "int64", "bool", "complex64"]
+_SAVED_SCHEDULES = [
+    schedules.dann(total_steps=100),
+    schedules.linear(0.0, 1.0, 10),
+    schedules.constant(-0.5),
+    None,
+]
+
+
+def _raw(dtype: str, shape: tuple[int, ...], value: float) -> np.ndarray:
+    with np.errstate(all="ignore"):
+        return np.full(shape, value, np.float64).astype(dtype)
+
+
+raw_numbers = st.builds(
+    _raw,
+    st.sampled_from(_RAW_DTYPES),
+    st.sampled_from([(), (1,), (2,)]),
+    st.floats(allow_nan=True, allow_infinity=True)
+    | st.integers(-(2**32), 2**32).map(float)
+    | st.sampled_from([0.0, -0.0, 0.5, 3.0, 2.0**31 - 1, 2.0**31, 1e39]),
+)
+
+
+def _config_bytes(data: bytes, dtype: str, fraction: float, length: int | None) -> np.ndarray:
+    from gradrev import _layer
+
+    array = np.frombuffer(data.ljust(_layer.CONFIG_BYTES, b"\0"), np.uint8).astype(np.float64)
+    array = array[:length] if length is not None else array
+    with np.errstate(all="ignore"):
+        return (array + fraction).astype(dtype)
+
+
+raw_configs = st.builds(
+    _config_bytes,
+    st.sampled_from([s.to_dict() if s else None for s in _SAVED_SCHEDULES]).map(
+        lambda c: json.dumps(c, sort_keys=True).encode() if c else b""
+    )
+    | st.binary(max_size=300)
+    | json_values.map(lambda v: json.dumps(v).encode()[:256]),
+    st.sampled_from(["uint8", "uint8", "float16", "float32", "int64"]),
+    st.sampled_from([0.0, 0.0, 0.0, 0.5, -1.0, 256.0, float("nan")]),
+    st.sampled_from([None, None, 100, 300]),
+)
+
+
+def _denoted(raw: np.ndarray, *, whole: bool) -> float | None:
+    """What a raw λ or step count stands for, or None where gradrev must refuse it."""
+    if raw.size != 1 or raw.dtype.kind == "c":
+        return None
+    number = float(raw.reshape(()).astype(np.float64))
+    if not np.isfinite(number):
+        return None
+    if whole and not (number.is_integer() and 0 <= number <= 2**31 - 1):
+        return None
+    return number
+
+
+def _bytes_of(raw: np.ndarray) -> np.ndarray | None:
+    """The bytes a raw array holds (whole numbers in [0, 255], any real dtype), or None."""
+    if raw.dtype.kind == "c":
+        return None
+    wide = raw.astype(np.float64)
+    if not (np.all(wide == np.floor(wide)) and np.all((wide >= 0) & (wide <= 255))):
+        return None
+    return wide.astype(np.uint8)
+
+
+def _denoted_schedule(raw: np.ndarray) -> tuple[bool, Any]:
+    """(whether the bytes are a valid saved config, the schedule they hold)."""
+    from gradrev import _layer
+
+    data = _bytes_of(raw)
+    if data is None or raw.shape != (_layer.CONFIG_BYTES,):
+        return False, None
+    try:
+        return True, _layer.decode(data.tobytes(), "gradrev.layer")
+    except (TypeError, ValueError):
+        return False, None
+
+
+def _load(name: str, layer: Any, lam: np.ndarray, steps: np.ndarray, config: np.ndarray) -> None:
+    """Write the raw arrays into ``layer`` through its framework's restore path."""
+    if name == "torch":
+        import torch
+
+        state = {
+            k: torch.from_numpy(np.array(v))
+            for k, v in {"lam": lam, "steps": steps, "schedule_config": config}.items()
+        }
+        layer.load_state_dict(state)
+    elif name == "nnx":
+        from flax import nnx
+
+        state = nnx.state(layer)
+        nnx.replace_by_pure_dict(state, {"lam": lam, "steps": steps, "schedule_config": config})
+        nnx.update(layer, state)
+    else:
+        import mlx.core as mx
+
+        # MLX holds λ as its float64's 8 bytes: a finite-λ raw value travels as those bytes.
+        arrays = {"lam": lam, "steps": steps, "schedule_config": config}
+        layer.load_weights([(k, mx.array(v)) for k, v in arrays.items()])
+
+
+def _state(layer: Any, name: str) -> tuple[float, int, Any]:
+    steps = layer.steps
+    count = int(np.asarray(steps[...] if name == "nnx" else steps))
+    return layer.lambda_, count, layer.schedule
+
+
+_LOADER_NEEDS = {"torch": "torch", "nnx": "flax", "mlx": "mlx"}
+
+
+@pytest.mark.parametrize("name", list(_LOADER_NEEDS))
+@settings(max_examples=120, deadline=None, suppress_health_check=list(HealthCheck))
+@given(lam=raw_numbers, steps=raw_numbers, config=raw_configs, as_bits=st.booleans())
+def test_fuzzed_state_into_the_layer_loaders(
+    name: str, lam: np.ndarray, steps: np.ndarray, config: np.ndarray, as_bits: bool
+) -> None:
+    """torch load_state_dict, NNX nnx.update, MLX load_weights (Keras set_weights: the next test)."""
+    pytest.importorskip(_LOADER_NEEDS[name])
+    from layer_kinds import KINDS
+
+    want_lam = _denoted(lam, whole=False)
+    if name == "mlx":  # MLX holds λ as its float64's 8 bytes, in any dtype that holds them
+        if as_bits and want_lam is not None:
+            lam = np.frombuffer(np.float64(want_lam).tobytes(), np.uint8).astype(lam.dtype)
+        bits = _bytes_of(lam) if lam.shape == (8,) else None
+        want_lam = None if bits is None else _denoted(bits.view(np.float64), whole=False)
+    want_steps = _denoted(steps, whole=True)
+    if name == "mlx" and steps.dtype in (np.float16,) and want_steps is not None:
+        want_steps = want_steps if want_steps < 2048 else None  # a cast may have rounded it
+    valid_config, want_schedule = _denoted_schedule(config)
+    layer = KINDS[name]().make(schedule=schedules.linear(0.0, 1.0, 10))
+    layer.step()
+    before = _state(layer, name)
+    try:
+        _load(name, layer, lam, steps, config)
+        after = _state(layer, name)
+    except Exception as e:
+        _assert_gradrevs(e, "gradrev.")
+        if name == "torch":  # NNX and MLX write variable by variable (docs/semantics.md)
+            assert _state(layer, name) == before, f"a refused load changed the layer: {e}"
+        return
+    assert want_lam is not None and want_steps is not None and valid_config, (
+        f"accepted λ={lam!r}, steps={steps!r}, config={config!r}: {after}"
+    )
+    assert after == (want_lam, int(want_steps), want_schedule)

@@ -23,7 +23,7 @@ except ImportError as e:  # pragma: no cover - exercised in a subprocess
 
     raise missing(__name__, "jax", e) from e
 
-from gradrev import _layer
+from gradrev import _lambda, _layer
 from gradrev.backends import jax as backend
 
 __all__ = ["GradientReversal", "ReversalState"]
@@ -56,13 +56,25 @@ class ReversalState(nnx.Variable[jax.Array]):
         dtype = np.dtype(current.dtype)
         try:
             array = np.asarray(new)  # a stack of layers (nnx.vmap) is checked element-wise
+            if array.shape != np.shape(current) or array.dtype.kind == "c":
+                what = {"f": "λ", "i": "step count"}.get(dtype.kind, "schedule_config")
+                raise ValueError(
+                    f"{_WHERE}: the restored {what} must have shape "
+                    f"{np.shape(current)} and real values, got {_lambda.describe(array)}"
+                )
             if dtype.kind == "f":
                 values = [_layer.restored_lambda(v, dtype.name, _WHERE) for v in array.flat]
                 checked = jnp.asarray(np.asarray(values, dtype).reshape(array.shape))
             elif dtype.kind == "i":
                 values = [_layer.restored_steps(v, _WHERE) for v in array.flat]
                 checked = jnp.asarray(np.asarray(values, dtype).reshape(array.shape))
-            else:
+            else:  # the schedule's config bytes: a float cast keeps them exact
+                wide = array.astype(np.float64)
+                if not (np.all(wide == np.floor(wide)) and np.all((wide >= 0) & (wide <= 255))):
+                    raise ValueError(
+                        f"{_WHERE}: the restored schedule_config must hold bytes (whole numbers "
+                        f"in [0, 255]), got {_lambda.describe(array)}"
+                    )
                 checked = jnp.asarray(array.astype(dtype))
         except (TypeError, ValueError):
             super().set_raw_value(current, _unsafe_bypass_check=True)  # refused: unchanged
