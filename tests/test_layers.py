@@ -169,10 +169,8 @@ def test_zero_and_negative_lambda_give_the_bits_of_reverse(kind: Any, lam: float
         assert got.dtype == want.dtype and _reference.same_bits(got, want).all(), (how, got, want)
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("keras_backend", ["tensorflow", "jax", "torch"])
-def test_keras_backend(keras_backend: str) -> None:
-    """The same contract for the Keras layer, on one Keras backend per subprocess."""
+def run_keras_child(keras_backend: str, *files: Path, select: str = "keras") -> None:
+    """Run ``files``' tests selected by ``select`` in a subprocess on one Keras backend."""
     if os.environ.get(KERAS_CHILD):
         pytest.skip("already in a Keras child process")
     for module in ("keras", keras_backend):
@@ -190,8 +188,8 @@ def test_keras_backend(keras_backend: str) -> None:
     }
     proc = subprocess.run(
         [
-            *(sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-k", "keras"),
-            *(__file__, str(Path(__file__).parent / "test_layer_state.py")),
+            *(sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-k", select),
+            *map(str, files),
         ],
         capture_output=True,
         text=True,
@@ -203,6 +201,14 @@ def test_keras_backend(keras_backend: str) -> None:
     # The summary line alone: a framework's warning text may itself say "failed".
     summary = proc.stdout.strip().splitlines()[-1]
     assert " passed" in summary and " failed" not in summary, proc.stdout[-4000:]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("keras_backend", ["tensorflow", "jax", "torch"])
+def test_keras_backend(keras_backend: str) -> None:
+    """The same contract for the Keras layer, on one Keras backend per subprocess."""
+    here = Path(__file__).parent
+    run_keras_child(keras_backend, Path(__file__), here / "test_layer_state.py")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -466,3 +466,41 @@ def test_fuzzed_state_into_the_layer_loaders(
         f"accepted λ={lam!r}, steps={steps!r}, config={config!r}: {after}"
     )
     assert after == (want_lam, int(want_steps), want_schedule)
+
+
+@pytest.mark.skipif(
+    not __import__("os").environ.get("GRADREV_KERAS_CHILD"),
+    reason="runs in a Keras child process per backend (test_fuzzed_keras_loaders)",
+)
+@settings(max_examples=80, deadline=None, suppress_health_check=list(HealthCheck))
+@given(lam=raw_numbers, steps=raw_numbers)
+def test_fuzzed_state_into_keras_set_weights(lam: np.ndarray, steps: np.ndarray) -> None:
+    """The Keras layer's set_weights([λ, step count]), on the child's Keras backend."""
+    import keras
+
+    from gradrev.keras import GradientReversal
+
+    layer = GradientReversal(schedule=schedules.linear(0.0, 1.0, 10))
+    layer.step()
+    dtype = layer.lam.dtype
+    want_lam, want_steps = _denoted(lam, whole=False), _denoted(steps, whole=True)
+    if want_lam is not None and dtype == "float32" and abs(want_lam) > 3.4028234663852886e38:
+        want_lam = None  # beyond float32 storage (JAX without x64): refused
+    try:
+        layer.set_weights([lam, steps])
+    except Exception as e:
+        _assert_gradrevs(e, "gradrev.")
+        return
+    assert want_lam is not None and want_steps is not None, f"accepted λ={lam!r}, steps={steps!r}"
+    got_steps = int(keras.ops.convert_to_numpy(layer.steps.value))
+    assert (layer.lambda_, got_steps) == (float(np.asarray(want_lam, dtype)), int(want_steps))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("keras_backend", ["tensorflow", "jax", "torch"])
+def test_fuzzed_keras_loaders(keras_backend: str) -> None:
+    from pathlib import Path
+
+    from test_layers import run_keras_child
+
+    run_keras_child(keras_backend, Path(__file__), select="fuzzed_state_into_keras_set_weights")
