@@ -136,12 +136,20 @@ def test_tf_jit_compile_rounds_the_incoming_bfloat16_gradient() -> None:
             y = tf.reduce_sum(((gradrev.reverse(x, 0.3) if reverse else x) @ w) * v)
         return tape.gradient(y, x)
 
+    # Measured: TensorFlow 2.21 rounds g under XLA; 2.17.1 (the floor) keeps the excess
+    # precision (141 of 512 elements one bfloat16 ulp off). Versions between: not measured.
+    old_xla = tuple(int(p) for p in tf.__version__.split(".")[:2]) < (2, 21)
     for how, wrap in (
         ("eager", lambda f: f),
         ("tf.function", tf.function),
         ("tf.function(jit_compile=True)", lambda f: tf.function(f, jit_compile=True)),
     ):
-        assert_reverses(wrap(grad)(x).numpy(), wrap(lambda x: grad(x, False))(x).numpy(), 0.3, how)
+        got, plain = wrap(grad)(x).numpy(), wrap(lambda x: grad(x, False))(x).numpy()
+        if old_xla and "jit_compile" in how:
+            with pytest.raises(AssertionError, match="elements differ"):  # the documented gap
+                assert_reverses(got, plain, 0.3, how)
+        else:
+            assert_reverses(got, plain, 0.3, how)
 
 
 def test_mx_compile_rounds_the_incoming_bfloat16_gradient() -> None:

@@ -31,6 +31,23 @@ __all__ = ["GradientReversal", "ReversalState"]
 _WHERE = "gradrev.flax.nnx.GradientReversal"
 
 
+# Flax 0.12 reads and writes a Variable's value through get_raw_value/set_raw_value (and
+# routes writes of `.value` through the latter); older Flax (0.10, the floor) keeps it in the `raw_value`
+# slot. These two functions are the only place that knows which.
+_NEW_VARIABLE_API = hasattr(nnx.Variable, "get_raw_value")
+
+
+def _raw(variable: nnx.Variable[Any]) -> Any:
+    return variable.get_raw_value() if _NEW_VARIABLE_API else variable.raw_value
+
+
+def _put_raw(variable: nnx.Variable[Any], value: Any) -> None:
+    if _NEW_VARIABLE_API:
+        nnx.Variable.set_raw_value(variable, value, _unsafe_bypass_check=True)
+    else:
+        object.__setattr__(variable, "raw_value", value)
+
+
 class ReversalState(nnx.Variable[jax.Array]):
     """λ, the step count and the schedule: state that optimizers (which take `nnx.Param`) leave alone.
 
@@ -40,17 +57,17 @@ class ReversalState(nnx.Variable[jax.Array]):
     """
 
     def update_from_state(self, variable_state: Any) -> None:
-        current = self.get_raw_value()
+        current = _raw(self)
         super().update_from_state(variable_state)
         self._check(current)
 
-    def set_raw_value(self, value: Any, **kwargs: Any) -> None:
-        current = self.get_raw_value()
+    def set_raw_value(self, value: Any, **kwargs: Any) -> None:  # only newer Flax has it
+        current = _raw(self)
         super().set_raw_value(value, **kwargs)
         self._check(current)
 
     def _check(self, current: Any) -> None:
-        new = self.get_raw_value()
+        new = _raw(self)
         if isinstance(new, jax.core.Tracer) or not hasattr(current, "dtype"):
             return  # inside a transform, or being built: nothing concrete to check
         dtype = np.dtype(current.dtype)
@@ -77,9 +94,9 @@ class ReversalState(nnx.Variable[jax.Array]):
                     )
                 checked = jnp.asarray(array.astype(dtype))
         except (TypeError, ValueError):
-            super().set_raw_value(current, _unsafe_bypass_check=True)  # refused: unchanged
+            _put_raw(self, current)  # refused: unchanged
             raise
-        super().set_raw_value(checked, _unsafe_bypass_check=True)
+        _put_raw(self, checked)
 
 
 class GradientReversal(_layer.LambdaState, nnx.Module):
