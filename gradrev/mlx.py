@@ -149,6 +149,10 @@ class GradientReversal(_layer.LambdaState, nn.Module):  # type: ignore[name-defi
 def _restored(key: str, value: mx.array) -> mx.array:
     """An array written into the layer, checked: λ's bytes must be a finite λ, the step count
     a whole number in range that no cast has rounded, the schedule's config bytes."""
+    if mx.issubdtype(value.dtype, mx.complexfloating):  # a cast to a real dtype drops .imag
+        raise ValueError(
+            f"{_WHERE}: the restored {key} must be real, got {_lambda.describe(value)}"
+        )
     if key == "lam":
         if value.dtype == mx.uint32 and value.shape == (2,):  # gradrev 0.3's layout
             value = value.view(mx.uint8, stream=mx.cpu)
