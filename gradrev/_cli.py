@@ -50,7 +50,7 @@ def _triton_before_tensorflow() -> None:
 def _parser() -> argparse.ArgumentParser:
     from gradrev import __version__, _bench
     from gradrev._args import float_range, int_range, output_file, output_folder
-    from gradrev.demo import Config, DigitsConfig
+    from gradrev.tools.demo import Config, DigitsConfig
 
     parser = argparse.ArgumentParser(
         prog="gradrev",
@@ -188,7 +188,7 @@ def _split(value: str | None) -> list[str] | None:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from gradrev import demo
+    from gradrev.tools import demo
 
     requested = _split(args.backends) or demo.installed_backends()
     unknown = sorted(set(requested) - set(demo.BACKENDS))
@@ -214,8 +214,8 @@ def _demo(args: argparse.Namespace) -> int:
     plot = demo.has("matplotlib")
     if not plot:  # said before training, not after it
         print(f"no figure: matplotlib is not installed: {pip_command('matplotlib')}", flush=True)
-    from gradrev.demo import report
-    from gradrev.demo.progress import Progress
+    from gradrev.tools.demo import report
+    from gradrev.tools.demo.progress import Progress
 
     modes = 3 if args.task == "digits" else 2  # digits adds the λ = 0 control
     per_backend = config.seeds * modes * config.steps
@@ -223,11 +223,11 @@ def _demo(args: argparse.Namespace) -> int:
         len(requested) * per_backend, sys.stdout, plan={b: per_backend for b in requested}
     )
     if args.task == "digits":
-        from gradrev.demo import experiment
+        from gradrev.tools.demo import experiment
 
         result = experiment.run(config, requested, progress=progress.advance)
     else:
-        from gradrev.demo import problem
+        from gradrev.tools.demo import problem
 
         result = problem.run(config, requested, progress=progress.advance)
     progress.close()
@@ -254,7 +254,7 @@ def _demo_config(args: argparse.Namespace) -> Any:
     """The task's config: its defaults, ``--quick``'s, then every option given."""
     import dataclasses
 
-    from gradrev import demo
+    from gradrev.tools import demo
 
     base = demo.DigitsConfig() if args.task == "digits" else demo.Config()
     given = {
@@ -275,7 +275,7 @@ def _demo_config(args: argparse.Namespace) -> Any:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from gradrev import demo
+    from gradrev.tools import demo
 
     backends = _split(args.backends)
     unknown = sorted(set(backends or []) - set(_FRAMEWORKS))
