@@ -70,7 +70,7 @@ def demo_without(modules: tuple[str, ...], *args: str) -> subprocess.CompletedPr
     code = (
         "import sys\n"
         + "".join(f"sys.modules[{m!r}] = None\n" for m in modules)
-        + f"from gradrev._cli import main\nsys.exit(main(['demo', *{list(args)!r}]))\n"
+        + f"from gradrev.tools.cli import main\nsys.exit(main(['demo', *{list(args)!r}]))\n"
     )
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "OMP_NUM_THREADS": "1"}
     return subprocess.run(

@@ -48,8 +48,9 @@ def _triton_before_tensorflow() -> None:
 
 
 def _parser() -> argparse.ArgumentParser:
-    from gradrev import __version__, _bench
-    from gradrev._args import float_range, int_range, output_file, output_folder
+    from gradrev import __version__
+    from gradrev.tools import bench as _bench
+    from gradrev.tools.args import float_range, int_range, output_file, output_folder
     from gradrev.tools.demo import Config, DigitsConfig
 
     parser = argparse.ArgumentParser(
@@ -88,7 +89,7 @@ def _parser() -> argparse.ArgumentParser:
     m, g = Config(), DigitsConfig()
     demo.add_argument("--task", choices=["moons", "digits"], default="moons")
     demo.add_argument("--backends", help="comma-separated subset of torch,jax,tensorflow,mlx")
-    # Each number is checked as it is parsed (gradrev/_args.py): a bad one gets the usage
+    # Each number is checked as it is parsed (gradrev/tools/args.py): a bad one gets the usage
     # and exit status 2, before anything runs. Unset, an option takes the task's default.
     seeds, steps = int_range(1, 100), int_range(1, 100_000)
     demo.add_argument("--seeds", type=seeds, help=f"default {m.seeds} / {g.seeds}")
@@ -295,7 +296,7 @@ def _check(args: argparse.Namespace) -> int:
         return 2
     if _broken(backends or installed, "check"):
         return 2
-    from gradrev import _check
+    from gradrev.tools import check as _check
 
     report = _check.run(backends or installed)
     print(_check.table(report))
