@@ -21,11 +21,11 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-import sys
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol, runtime_checkable
 
-from gradrev import _lambda
+from gradrev import _lambda, _registry
+from gradrev.backends import ScheduleMath
 
 __all__ = [
     "DANN",
@@ -375,8 +375,8 @@ _F32_SCALE_LIMIT = 1e30
 class _TensorMath:
     """The few ops a schedule needs, on 0-d float32 tensors of one framework."""
 
-    def __init__(self, to_float: Any, clip: Any, exp: Any, floor: Any) -> None:
-        self.to_float, self.clip, self.exp, self.floor = to_float, clip, exp, floor
+    def __init__(self, ops: ScheduleMath) -> None:
+        self.to_float, self.clip, self.exp, self.floor = ops
 
     def progress(self, step: Any, total: int) -> Any:
         return self.clip(self.to_float(step) / float(total))
@@ -399,39 +399,12 @@ def _math(step: Any) -> Any:
         raise TypeError("gradrev.schedules: step must be an int or a 0-d integer tensor, got bool")
     if isinstance(step, int):
         return _PythonMath
-    torch = sys.modules.get("torch")
-    if torch is not None and isinstance(step, torch.Tensor):
-        return _TensorMath(
-            lambda s: s.to(torch.float32),
-            lambda p: p.clamp(0.0, 1.0),
-            torch.exp,
-            lambda s: s.clamp(min=0.0),
-        )
-    jax = sys.modules.get("jax")
-    if jax is not None and isinstance(step, jax.Array):
-        jnp = jax.numpy
-        return _TensorMath(
-            lambda s: s.astype(jnp.float32),
-            lambda p: jnp.clip(p, 0.0, 1.0),
-            jnp.exp,
-            lambda s: jnp.maximum(s, 0.0),
-        )
-    tf = sys.modules.get("tensorflow")
-    if tf is not None and isinstance(step, (tf.Tensor, tf.Variable)):
-        return _TensorMath(
-            lambda s: tf.cast(s, tf.float32),
-            lambda p: tf.clip_by_value(p, 0.0, 1.0),
-            tf.exp,
-            lambda s: tf.maximum(s, 0.0),
-        )
-    mx = sys.modules.get("mlx.core")
-    if mx is not None and isinstance(step, mx.array):
-        return _TensorMath(
-            lambda s: s.astype(mx.float32),
-            lambda p: mx.clip(p, 0.0, 1.0),
-            mx.exp,
-            lambda s: mx.maximum(s, 0.0),
-        )
+    # The step's framework is already imported: its tensor is here. A plug-in steps a
+    # schedule if its backend defines schedule_math().
+    backend = _registry.backend_of(step) or _registry.plugin_backend_of(step)
+    ops = getattr(backend, "schedule_math", None)
+    if ops is not None:
+        return _TensorMath(ops())
     raise TypeError(
         f"gradrev.schedules: step must be an int or a 0-d integer tensor, got {type(step).__name__}"
     )

@@ -16,6 +16,7 @@ except ImportError as e:  # pragma: no cover - exercised in a subprocess
     raise missing(__name__, "torch", e) from e
 
 from gradrev import _lambda
+from gradrev.backends import ScheduleMath
 
 __all__ = ["GradReverse", "is_tensor", "reverse"]
 
@@ -330,3 +331,28 @@ def _not_dense(x: torch.Tensor) -> TypeError:
         f"torch.Tensor (layout {x.layout}); reverse x.to_dense(), or the nested tensor's "
         "values()"
     )
+
+
+# -- What the registry reads (gradrev/_registry.py): devices, schedule math, the adapter --
+
+
+def devices() -> list[str]:
+    """The devices PyTorch sees, CPU first."""
+    gpus = [f"cuda:{i} ({torch.cuda.get_device_name(i)})" for i in range(torch.cuda.device_count())]
+    return ["cpu", *gpus]
+
+
+def schedule_math() -> ScheduleMath:
+    return ScheduleMath(
+        lambda s: s.to(torch.float32),
+        lambda p: p.clamp(0.0, 1.0),
+        torch.exp,
+        lambda s: s.clamp(min=0.0),
+    )
+
+
+def Adapter() -> Any:
+    """The conformance adapter (gradrev/_adapters.py); imports NumPy."""
+    from gradrev._adapters import TorchAdapter
+
+    return TorchAdapter()
