@@ -7,7 +7,7 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
-from gradrev._bench_core import compare, note, row, timeit
+from gradrev.tools.bench_core import compare, note, row, timeit
 
 
 @functools.cache

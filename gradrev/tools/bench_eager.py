@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from gradrev._bench_core import compare, repeated, timeit
+from gradrev.tools.bench_core import compare, repeated, timeit
 
 LAMBDA = 0.3
 # (case, contender, reference, target): each a ratio measured in the same rounds.
