@@ -22,7 +22,7 @@ def torch_cases() -> Cases:
     import torch
 
     import gradrev
-    from gradrev._bench_torch import minimal_grl
+    from gradrev.tools.bench_torch import minimal_grl
     from gradrev.torch import GradientReversal
 
     # One intra-op thread (restored by the caller's run): 8 elements cannot use more, and
