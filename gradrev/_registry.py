@@ -1,10 +1,11 @@
 """The frameworks gradrev knows: one entry each, read by dispatch, schedules, the tools and tests.
 
 Reading an entry imports no framework: it holds the facts that need none (names,
-distributions, extra, tensor types). What needs the framework lives in its backend module and
-is loaded on demand: ``reverse`` and ``is_tensor``, ``devices()``, ``schedule_math()`` and the
-conformance adapter (``Adapter``). A plug-in registered under the ``gradrev.backends`` entry
-point group gets an entry too (see [plugins][]), so every tool treats it as a built-in.
+distributions, extra, tensor types). What needs the framework lives in its backend module
+and is loaded on demand: ``reverse`` and ``is_tensor``, ``devices()`` and ``schedule_math()``.
+(A built-in's conformance adapter is in gradrev/_adapters.py; a plug-in's is its backend's
+``Adapter``.) A plug-in registered under the ``gradrev.backends`` entry point group gets an
+entry too (``plugins()``), so every tool treats it as a built-in.
 """
 
 from __future__ import annotations
@@ -236,11 +237,6 @@ def devices(name: str) -> list[str]:
     backend = get(name).load()
     found = getattr(backend, "devices", None)
     return list(found()) if found is not None else ["cpu"]
-
-
-def adapter(name: str) -> Any:
-    """The conformance adapter of framework ``name`` (gradrev.testing.Adapter), built."""
-    return get(name).load().Adapter()
 
 
 def backend_of(x: Any) -> ModuleType | None:

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from gradrev import _registry
+from gradrev import _adapters, _registry
 
 BACKENDS = tuple(fw.name for fw in _registry.BUILTINS)
 DEVICES = ("cpu", "gpu")
@@ -126,7 +126,7 @@ def lacks(capability: str) -> str | None:
 
 @functools.cache
 def adapter_for(name: str) -> Any:
-    return _registry.adapter(name)
+    return _adapters.adapter(name)
 
 
 @pytest.fixture(params=[_backend_param(n) for n in BACKENDS])

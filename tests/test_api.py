@@ -12,7 +12,7 @@ import pytest
 from conftest import BACKENDS, installed, requested_backends
 
 import gradrev
-from gradrev import _dispatch, _registry
+from gradrev import _adapters, _dispatch, _registry
 
 # Every framework and the layer libraries, and NumPy: importing gradrev loads none of them.
 FRAMEWORKS = (
@@ -133,10 +133,10 @@ def test_foreign_tensors_are_type_errors(backend: Any, other: str) -> None:
     """A backend's own reverse has no dispatch: another framework's tensor (or λ) is refused."""
     if other == backend.name:
         pytest.skip("same framework")
-    foreign = _registry.adapter(other).tensor(np.ones(2, np.float32))
+    foreign = _adapters.adapter(other).tensor(np.ones(2, np.float32))
     with pytest.raises(TypeError, match=r"gradrev.reverse: x must be"):
         backend.ops.reverse(foreign, 1.0)
-    lam = _registry.adapter(other).scalar(0.5, "float32")
+    lam = _adapters.adapter(other).scalar(0.5, "float32")
     with pytest.raises(TypeError, match=r"lambda_ must be"):
         backend.ops.reverse(backend.tensor(np.ones(2, np.float32)), lam)
 

@@ -138,7 +138,7 @@ def _constant(value: float, sign: float, dtype: Any) -> np.ndarray:
     return np.asarray(value, dtype)
 
 
-# -- What the registry reads (gradrev/_registry.py): devices, schedule math, the adapter --
+# -- What the tools and schedules read (gradrev/_registry.py): devices, schedule math --
 
 
 def devices() -> list[str]:
@@ -154,10 +154,3 @@ def schedule_math() -> ScheduleMath:
         jnp.exp,
         lambda s: jnp.maximum(s, 0.0),
     )
-
-
-def Adapter() -> Any:
-    """The conformance adapter (gradrev/_adapters.py); turns on jax_enable_x64."""
-    from gradrev._adapters import JaxAdapter
-
-    return JaxAdapter()

@@ -156,7 +156,7 @@ def _neg_lambda(lambda_: Any, dtype: mx.Dtype) -> mx.array:
     return mx.array(-_lambda.as_float(lambda_, "gradrev.reverse", _FRAMEWORK), dtype)
 
 
-# -- What the registry reads (gradrev/_registry.py): devices, schedule math, the adapter --
+# -- What the tools and schedules read (gradrev/_registry.py): devices, schedule math --
 
 
 def devices() -> list[str]:
@@ -171,10 +171,3 @@ def schedule_math() -> ScheduleMath:
         mx.exp,
         lambda s: mx.maximum(s, 0.0),
     )
-
-
-def Adapter() -> Any:
-    """The conformance adapter (gradrev/_adapters.py); imports NumPy."""
-    from gradrev._adapters import MlxAdapter
-
-    return MlxAdapter()

@@ -130,7 +130,7 @@ def _make_constant(value: float, dtype: tf.DType) -> tf.Tensor:
     return tf.constant(np.asarray(value, dtype.as_numpy_dtype))
 
 
-# -- What the registry reads (gradrev/_registry.py): devices, schedule math, the adapter --
+# -- What the tools and schedules read (gradrev/_registry.py): devices, schedule math --
 
 
 def devices() -> list[str]:
@@ -145,10 +145,3 @@ def schedule_math() -> ScheduleMath:
         tf.exp,
         lambda s: tf.maximum(s, 0.0),
     )
-
-
-def Adapter() -> Any:
-    """The conformance adapter (gradrev/_adapters.py)."""
-    from gradrev._adapters import TensorFlowAdapter
-
-    return TensorFlowAdapter()

@@ -333,7 +333,7 @@ def _not_dense(x: torch.Tensor) -> TypeError:
     )
 
 
-# -- What the registry reads (gradrev/_registry.py): devices, schedule math, the adapter --
+# -- What the tools and schedules read (gradrev/_registry.py): devices, schedule math --
 
 
 def devices() -> list[str]:
@@ -349,10 +349,3 @@ def schedule_math() -> ScheduleMath:
         torch.exp,
         lambda s: s.clamp(min=0.0),
     )
-
-
-def Adapter() -> Any:
-    """The conformance adapter (gradrev/_adapters.py); imports NumPy."""
-    from gradrev._adapters import TorchAdapter
-
-    return TorchAdapter()

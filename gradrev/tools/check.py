@@ -9,7 +9,7 @@ from __future__ import annotations
 import platform
 from typing import Any
 
-from gradrev import _reference, _registry, testing
+from gradrev import _adapters, _reference, _registry, testing
 
 DTYPES = testing.DTYPES
 
@@ -54,7 +54,7 @@ def run(backends: list[str] | None = None) -> dict[str, Any]:
     skipped: list[dict[str, Any]] = []
     frameworks: dict[str, Any] = {}
     for name in backends or _registry.installed_names():
-        adapter = _registry.adapter(name)
+        adapter = _adapters.adapter(name)
         frameworks[name] = {"version": _registry.version(name), "devices": _registry.devices(name)}
         for device in _devices(adapter):
             on = adapter if device == "cpu" else _OnDevice(adapter, device)
