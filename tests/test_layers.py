@@ -15,7 +15,7 @@ import pytest
 from conftest import installed
 from layer_kinds import KINDS, x64
 
-from gradrev import _reference, schedules
+from gradrev import _reference, _registry, schedules
 from gradrev.testing import LAYER_CHECKS, run_layer_check
 
 KERAS_CHILD = "GRADREV_KERAS_CHILD"  # set in the subprocess that tests one Keras backend
@@ -35,9 +35,7 @@ def kind_param(name: str) -> Any:
 
 
 def importlib_missing(name: str) -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec(_NEEDS[name]) is None
+    return not _registry.importable(_NEEDS[name])
 
 
 @pytest.fixture(params=[kind_param(n) for n in KINDS])

@@ -14,11 +14,14 @@ install; the training lives in ``problem`` and the per-framework modules.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from gradrev import _registry
 
-# A trainer per built-in framework: gradrev/tools/demo/<name>.py and digits_<name>.py.
-BACKENDS = tuple(fw.name for fw in _registry.BUILTINS)
+# The built-in frameworks that have their trainers here (<name>.py and digits_<name>.py).
+BACKENDS = tuple(
+    fw.name for fw in _registry.BUILTINS if (Path(__file__).parent / f"{fw.name}.py").exists()
+)
 LAYERS = (("f1", 2, "h"), ("f2", "h", "h"), ("label", "h", 2), ("d1", "h", "h"), ("d2", "h", 1))
 
 
