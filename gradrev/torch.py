@@ -177,7 +177,7 @@ class GradientReversal(_layer.LambdaState, torch.nn.Module):
         lam, steps, config = (
             _restored_tensor(state_dict, prefix, key) for key in ("lam", "steps", "schedule_config")
         )
-        extra = state_dict.pop(prefix + "_extra_state", None)  # gradrev <= 0.2 saved a dict
+        extra = state_dict.pop(prefix + "_extra_state", None)  # gradrev 0.1 saved a dict
         value = schedule = None
         if lam is not None:
             value = _layer.restored_lambda(_one_number(lam, "lam"), "float64", _WHERE)
