@@ -83,6 +83,7 @@ class GradientReversal(_layer.LambdaState, keras.layers.Layer):  # type: ignore[
     ) -> None:
         keras.layers.Layer.__init__(self, **kwargs)
         value = self._init_state(lambda_, schedule)
+        # private API [keras-convert-input-args]: docs/private-apis.md
         self._convert_input_args = False  # an identity must not cast bfloat16 inputs to float32
         self.supports_masking = True
         self._reverse = _backend_reverse()
@@ -228,6 +229,7 @@ class LambdaScheduler(keras.callbacks.Callback):  # type: ignore[misc]
     def _targets(self) -> list[GradientReversal]:
         return list(self.layers) or [
             layer
+            # private API [keras-flatten-layers]: docs/private-apis.md
             for layer in self.model._flatten_layers(include_self=False)
             if isinstance(layer, GradientReversal)
         ]
@@ -250,6 +252,7 @@ class LambdaScheduler(keras.callbacks.Callback):  # type: ignore[misc]
         count, self._seen = end - self._seen, end
         # The JAX trainer keeps variables in its own state during fit; sync them out so the
         # steps are seen, and the trainer reloads them before the next batch.
+        # private API [keras-jax-state-sync]: docs/private-apis.md
         if hasattr(self.model, "jax_state_sync"):
             self.model.jax_state_sync()
         for layer in self._targets():

@@ -97,6 +97,7 @@ class GradientReversal(_layer.LambdaState, torch.nn.Module):
         """``float(lam)``, cached while the buffer is the same tensor at the same version (an
         in-place write, as ``load_state_dict`` makes, bumps the version)."""
         cached = self.__dict__.get("_eager_lambda")
+        # private API [torch-tensor-version]: docs/private-apis.md
         if cached is None or cached[0] is not lam or cached[1] != lam._version:
             cached = (lam, lam._version, float(lam))
             self.__dict__["_eager_lambda"] = cached
@@ -158,6 +159,7 @@ class GradientReversal(_layer.LambdaState, torch.nn.Module):
             self._put_schedule(schedule)
             self._put_lambda(_layer.lambda_at(schedule, 0, _WHERE))
 
+    # private API [torch-module-apply]: docs/private-apis.md
     def _apply(self, fn: Callable[[torch.Tensor], torch.Tensor], recurse: bool = True) -> Any:
         # Module casts (.half(), .bfloat16(), .to(dtype), Lightning's precision plugins) reach
         # buffers only through this private hook. The state follows the device but keeps its
@@ -170,6 +172,7 @@ class GradientReversal(_layer.LambdaState, torch.nn.Module):
                 self._buffers[name] = old.to(new.device)
         return self
 
+    # private API [torch-load-from-state-dict]: docs/private-apis.md
     def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
         # Every load (assign=True included) goes through the constructor's checks, and
         # restores λ, the step count and the schedule together: all are checked before any
@@ -200,6 +203,7 @@ class GradientReversal(_layer.LambdaState, torch.nn.Module):
         if value is not None:
             self._value = value
 
+    # private API [torch-save-to-state-dict]: docs/private-apis.md
     def _save_to_state_dict(
         self, destination: dict[str, Any], prefix: str, keep_vars: bool
     ) -> None:
@@ -269,6 +273,7 @@ def _plain_eager(x: Any) -> bool:
         isinstance(x, torch.Tensor)
         and not _is_compiling()
         and not _is_tracing()
+        # private API [torch-forward-ad-level]: docs/private-apis.md
         and forward_ad._current_level < 0
         and not _functorch_active()
         and _saved_tensors_hooks(False) is None
@@ -277,7 +282,10 @@ def _plain_eager(x: Any) -> bool:
 
 # Bound once: the eager forward calls them on every call.
 _is_compiling = torch.compiler.is_compiling
+# private API [torch-is-tracing]: docs/private-apis.md
 _is_tracing = torch._C._is_tracing
+# private API [torch-functorch-active]: docs/private-apis.md
 _functorch_active = torch._C._are_functorch_transforms_active
 # The innermost torch.autograd.graph.saved_tensors_hooks, None when none is active.
+# private API [torch-saved-tensor-hooks]: docs/private-apis.md
 _saved_tensors_hooks = torch._C._autograd._top_saved_tensors_default_hooks

@@ -50,7 +50,7 @@ def _checkable(lam: torch.Tensor) -> bool:
     # Not while a compiler or tracer records the program (reading the value would break the
     # graph or bake it in), and not on the meta device, which holds no value.
     return not (
-        torch.compiler.is_compiling() or torch._C._is_tracing() or lam.device.type == "meta"
+        torch.compiler.is_compiling() or torch.jit.is_tracing() or lam.device.type == "meta"
     )
 
 
