@@ -143,7 +143,8 @@ def test_mlx_a_cast_file_loads_exactly_or_is_refused(kind: Any) -> None:
 
 @pytest.fixture
 def torch() -> Any:
-    from test_layers import KERAS_CHILD, importlib_missing
+    from conftest import KERAS_CHILD
+    from test_layers import importlib_missing
 
     if importlib_missing("torch") or __import__("os").environ.get(KERAS_CHILD):
         pytest.skip("torch layer")
