@@ -83,6 +83,7 @@ class GradientReversal(_layer.LambdaState, torch.nn.Module):
             return torch.ops.gradrev.reverse_lambda_tensor(x, lam)  # type: ignore[no-any-return]
         # The buffer itself, not `self.lam`: nn.Module.__getattr__ costs about 1 µs a call,
         # a sixth of the eager forward (issue 23).
+        # private API [torch-module-buffers]: docs/private-apis.md
         lam = self._buffers["lam"]
         if lam.dtype != torch.float64:  # a wrapper cast it behind our back (FSDP1's buffer_dtype)
             lam = self._uncast(lam)
@@ -112,6 +113,7 @@ class GradientReversal(_layer.LambdaState, torch.nn.Module):
     def _put_lambda(self, value: float) -> None:
         # A new tensor, not fill_(): a compiled graph may have saved the old one for its
         # backward, and an in-place write would make that backward fail (or see the new λ).
+        # private API [torch-module-buffers]: docs/private-apis.md
         lam = self._buffers["lam"]
         device = lam.device if lam is not None else None
         self._buffers["lam"] = torch.tensor([value], dtype=torch.float64, device=device)
@@ -146,6 +148,7 @@ class GradientReversal(_layer.LambdaState, torch.nn.Module):
                 "(from functional_call or a rewritten buffer); pass float64"
             )
         exact = torch.tensor([self._value], dtype=torch.float64, device=lam.device)
+        # private API [torch-module-buffers]: docs/private-apis.md
         if lam is self._buffers.get("lam"):
             self._buffers["lam"] = exact  # FSDP1 rewrote .data: put λ back once
         return exact
@@ -166,9 +169,11 @@ class GradientReversal(_layer.LambdaState, torch.nn.Module):
         # Module casts (.half(), .bfloat16(), .to(dtype), Lightning's precision plugins) reach
         # buffers only through this private hook. The state follows the device but keeps its
         # dtypes, or a bfloat16 cast would turn 0.3 into 0.30078125 and 1e5 into inf.
+        # private API [torch-module-buffers]: docs/private-apis.md
         before = {name: self._buffers[name] for name in ("lam", "steps", "schedule_config")}
         super()._apply(fn, recurse)  # type: ignore[no-untyped-call]
         for name, old in before.items():
+            # private API [torch-module-buffers]: docs/private-apis.md
             new = self._buffers[name]
             if old is not None and new is not None and new.dtype != old.dtype:
                 self._buffers[name] = old.to(new.device)

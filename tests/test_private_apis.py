@@ -33,6 +33,7 @@ PATTERNS = {
     "torch-module-apply": r"\bdef _apply\(self\b",
     "torch-load-from-state-dict": r"\bdef _load_from_state_dict\(",
     "torch-save-to-state-dict": r"\bdef _save_to_state_dict\(",
+    "torch-module-buffers": r"\._buffers\b",
     "torch-compile-counter": r"\btorch\._dynamo\b",
     "tf-eager-record": r"\btensorflow\.python\b|\b_record\.",
     "keras-convert-input-args": r"\._convert_input_args\b",
