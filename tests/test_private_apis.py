@@ -13,6 +13,7 @@ import tokenize
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).parent.parent
@@ -36,7 +37,6 @@ PATTERNS = {
     "torch-module-buffers": r"\._buffers\b",
     "torch-compile-counter": r"\btorch\._dynamo\b",
     "tf-eager-record": r"\btensorflow\.python\b|\b_record\.",
-    "keras-convert-input-args": r"\._convert_input_args\b",
     "keras-flatten-layers": r"\._flatten_layers\b",
     "keras-jax-state-sync": r"\bjax_state_sync\b",
     "jax-core-tracer": r"\bjax\.core\.",
@@ -145,3 +145,30 @@ def test_torch_tensor_leaked_from_a_finished_transform_gets_its_gradient(torch: 
     torch.func.grad(f)(torch.ones(3))
     gradrev.reverse(leaked[0], 0.5).sum().backward()
     assert w.grad is not None and w.grad.tolist() == [-0.5] * 3
+
+
+def test_keras_layer_casts_no_input_and_takes_numpy() -> None:
+    """The Keras layer keeps its inputs' dtype through Layer's public autocast=False, not the
+    private _convert_input_args: autocast=True is refused (it was silently accepted), and a
+    NumPy input becomes a tensor as in any Keras layer (it was Keras' "Only input tensors may
+    be passed as positional arguments")."""
+    pytest.importorskip("keras")
+    import keras
+
+    from gradrev.keras import GradientReversal
+
+    with pytest.raises(ValueError, match=r"autocast must be False.*got autocast=True"):
+        GradientReversal(0.5, autocast=True)
+    layer = GradientReversal(0.5)
+    assert layer.autocast is False
+    y = layer(np.array([1.0, -2.0], np.float32))
+    assert keras.ops.convert_to_numpy(y).tolist() == [1.0, -2.0]
+    policy = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("mixed_bfloat16")
+    try:
+        mixed = GradientReversal(0.5)
+    finally:
+        keras.config.set_dtype_policy(policy)
+    for grl, dtype in ((layer, "bfloat16"), (mixed, "float32")):  # Keras would cast both
+        x = keras.ops.convert_to_tensor(np.ones(2, np.float32), dtype=dtype)
+        assert keras.backend.standardize_dtype(grl(x).dtype) == dtype
