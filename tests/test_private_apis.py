@@ -100,6 +100,18 @@ def test_every_marked_use_has_its_row_and_every_row_its_uses() -> None:
     assert sorted(PATTERNS) == sorted(rows), "each row needs its pattern in PATTERNS"
 
 
+def test_every_named_test_exists() -> None:
+    """The "covered by" cells name real tests (file::function)."""
+    named = re.findall(r"`(tests/[\w/]+\.py)::(\w+)", PAGE.read_text())
+    assert len(named) >= len(_rows())
+    missing = [
+        f"{file}::{name}"
+        for file, name in named
+        if not re.search(rf"^def {name}\(", (ROOT / file).read_text(), re.M)
+    ]
+    assert not missing, missing
+
+
 def test_the_page_states_its_count() -> None:
     count = len(_rows())
     places = sum(len(MARKER.findall(path.read_text())) for path in (ROOT / "gradrev").rglob("*.py"))
