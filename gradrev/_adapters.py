@@ -56,7 +56,7 @@ class TorchAdapter:
     def vjp(self, fn: Fn, x: Any, g: Any, compiled: bool = False) -> np.ndarray:
         x = x.detach().requires_grad_(True)
         if compiled:
-            self.torch._dynamo.reset()  # a fresh cache: never silently fall back to eager
+            self.torch.compiler.reset()  # a fresh cache: never silently fall back to eager
             fn = self.torch.compile(fn, fullgraph=True)
         (gx,) = self.torch.autograd.grad(fn(x), x, g)
         return self.numpy(gx)

@@ -59,6 +59,7 @@ def reverse(x: jax.Array, lambda_: float | jax.Array = 1.0) -> jax.Array:
         return x  # integers and bools carry no gradient: pass through untouched
     if dtype not in _DTYPES:
         raise _lambda.unsupported_dtype(dtype.name, "gradrev.reverse")
+    # private API [jax-core-tracer]: docs/private-apis.md
     if not isinstance(x, jax.core.Tracer):
         # A concrete array outside every transform has no gradient to reverse: the forward
         # is the identity, and only λ needs checking.

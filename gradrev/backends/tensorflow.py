@@ -9,6 +9,8 @@ from typing import Any
 try:
     import numpy as np
     import tensorflow as tf
+
+    # private API [tf-eager-record]: docs/private-apis.md
     from tensorflow.python.eager import record as _record
 except ImportError as e:  # pragma: no cover - exercised in a subprocess
     from gradrev._install import missing
@@ -56,6 +58,7 @@ def reverse(x: tf.Tensor, lambda_: float | tf.Tensor = 1.0) -> tf.Tensor:
     if tf.executing_eagerly():
         # Eagerly, only tapes and accumulators can take the gradient, and they read the
         # record alone: the custom_gradient serves symbolic gradients of traced functions.
+        # private API [tf-eager-record]: docs/private-apis.md
         if not _record.could_possibly_record():
             return x  # nothing records: the identity
         return _record_for_tapes(x, x, neg_lambda)
@@ -81,6 +84,7 @@ def _record_for_tapes(y: tf.Tensor, x: tf.Tensor, neg_lambda: tf.Tensor) -> tf.T
     ``_reverse`` still carries the graph-level gradient override that symbolic gradients of
     a traced function use.
     """
+    # private API [tf-eager-record]: docs/private-apis.md
     with _record.stop_recording():
         out = tf.identity(y)
     _record.record_operation("GradReverse", [out], [x], lambda g: [_scale(g, neg_lambda)])
