@@ -211,6 +211,66 @@ def is_rounding_of(value: float, exact: float) -> bool:
     return value in _roundings(exact)
 
 
+def exact_bytes(value: float) -> bytes:
+    """λ as the 8 bytes of its float64 (little-endian): the exact λ, which no cast rounds.
+
+    Layers whose λ weight may be float32 (JAX without x64) keep these next to it, so that
+    x64 turned on later, or a file read by another backend, gets the exact λ back.
+    """
+    return struct.pack("<d", value)
+
+
+def held_lambda(weight: float, exact: float) -> float:
+    """The λ a layer holds, from its λ weight and the exact bytes kept next to it.
+
+    The bytes are the truth while the weight holds them or a rounding of them (float32
+    storage, a cast); a weight that is neither was written on its own (a file from before
+    the bytes existed, a model-level load that changed λ only), and is the truth.
+    """
+    same = weight == exact and math.copysign(1.0, weight) == math.copysign(1.0, exact)
+    return exact if same or is_rounding_of(weight, exact) else weight
+
+
+def exact_in_jax(lam: Any, bits: Any) -> Any:
+    """In a JAX graph with x64 on, a float32 λ weight's float64 λ: the bytes' value where the
+    weight holds exactly its float32 rounding (same bits, signed zeros included), else the
+    weight (restored on its own). `held_lambda` for JAX's float32 storage."""
+    import jax
+    import jax.numpy as jnp
+
+    exact = jax.lax.bitcast_convert_type(bits, jnp.float64)
+    same = jax.lax.bitcast_convert_type(exact.astype(jnp.float32), jnp.uint32) == (
+        jax.lax.bitcast_convert_type(lam, jnp.uint32)
+    )
+    return jnp.where(same, exact, lam.astype(jnp.float64))
+
+
+def held_in_float32(weight: float, exact: float) -> float:
+    """`exact_in_jax` on the host: ``exact`` where the float32 ``weight`` is its rounding."""
+    try:
+        rounded = struct.pack("<f", exact)
+    except OverflowError:
+        return weight
+    return exact if rounded == struct.pack("<f", weight) else weight
+
+
+def restored_exact(data: Any, where: str) -> float:
+    """The exact λ from restored bytes (whole numbers in [0, 255], as any real dtype holds
+    them): checked as the constructor checks λ."""
+    shape = getattr(data, "shape", None)
+    if shape is None or tuple(shape) != (8,) or "complex" in str(getattr(data, "dtype", "")):
+        values = []
+    else:
+        values = [_restored_number(v, "lambda_bits", where) for v in data]
+    if len(values) != 8 or not all(v.is_integer() and 0 <= v <= 255 for v in values):
+        raise ValueError(
+            f"{where}: the restored lambda_bits must be the 8 bytes of λ's float64, got "
+            f"{_lambda.describe(data)}"
+        )
+    value = struct.unpack("<d", bytes(int(v) for v in values))[0]
+    return _lambda.finite(value, f"{where}: the restored λ")
+
+
 def _roundings(exact: float) -> tuple[float, ...]:
     try:
         f32 = struct.unpack("<f", struct.pack("<f", exact))[0]
