@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gradrev import demo
+from gradrev.tools import demo
 
 pytest.importorskip("sklearn")
 
@@ -24,7 +24,7 @@ SMALL = demo.DigitsConfig(seeds=1, steps=12, batch_size=8, channels=(4, 8), hidd
 def test_digits_m_is_deterministic_and_follows_the_mnist_m_recipe() -> None:
     from sklearn.datasets import load_digits
 
-    from gradrev.demo.digits import digits_m, patches, split
+    from gradrev.tools.demo.digits import digits_m, patches, split
 
     a, b, other = digits_m(0), digits_m(0), digits_m(1)
     for name in ("source_train", "target_train", "target_test"):
@@ -45,7 +45,7 @@ def test_digits_m_is_deterministic_and_follows_the_mnist_m_recipe() -> None:
 
 
 def test_patch_index_is_a_padded_3x3_neighbourhood() -> None:
-    from gradrev.demo.convnet import patch_index
+    from gradrev.tools.demo.convnet import patch_index
 
     index = patch_index(4)
     assert index.shape == (16, 9)
@@ -54,7 +54,7 @@ def test_patch_index_is_a_padded_3x3_neighbourhood() -> None:
 
 
 def test_paired_t_interval_matches_a_hand_computed_case() -> None:
-    from gradrev.demo.stats import framework_effect, paired, t975
+    from gradrev.tools.demo.stats import framework_effect, paired, t975
 
     # differences 10, 20, 10 points: mean 13.333, sd √(100/3) = 5.7735,
     # half-width t(0.975, 2) · sd / √3 = 4.3027 · 3.3333 = 14.342
@@ -82,7 +82,7 @@ def test_paired_t_interval_matches_a_hand_computed_case() -> None:
 
 @pytest.fixture(scope="module")
 def problem() -> object:
-    from gradrev.demo.convnet import make_problem
+    from gradrev.tools.demo.convnet import make_problem
 
     return make_problem(0, SMALL)
 
@@ -90,7 +90,7 @@ def problem() -> object:
 @pytest.fixture(scope="module")
 def torch_runs(problem: object) -> dict[str, object]:
     pytest.importorskip("torch")
-    from gradrev.demo import digits_torch
+    from gradrev.tools.demo import digits_torch
 
     return {mode: digits_torch.train(problem, SMALL, mode) for mode in ("dann", "control")}  # type: ignore[arg-type]
 
@@ -105,9 +105,9 @@ def test_tiny_run_agrees_with_torch_in_float64(
         pytest.skip(f"{backend} not installed")
     import importlib
 
-    from gradrev.demo.convnet import evaluate
+    from gradrev.tools.demo.convnet import evaluate
 
-    trainer = importlib.import_module(f"gradrev.demo.digits_{backend}")
+    trainer = importlib.import_module(f"gradrev.tools.demo.digits_{backend}")
     ticks: list[None] = []
     run = trainer.train(problem, SMALL, "dann", lambda: ticks.append(None))
     ref = torch_runs["dann"]

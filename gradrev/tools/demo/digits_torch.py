@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import torch
 
-from gradrev.demo import DigitsConfig, convnet
+from gradrev.tools.demo import DigitsConfig, convnet
 from gradrev.torch import GradientReversal
 
 OPS = SimpleNamespace(

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from gradrev.demo import DigitsConfig, convnet
+from gradrev.tools.demo import DigitsConfig, convnet
 
 
 def train(

@@ -12,9 +12,9 @@ from typing import Any
 
 import numpy as np
 
-from gradrev.demo import DigitsConfig, stats
-from gradrev.demo.convnet import MODES, ConvProblem, ConvRun, evaluate, make_problem
-from gradrev.demo.problem import distance, summary
+from gradrev.tools.demo import DigitsConfig, stats
+from gradrev.tools.demo.convnet import MODES, ConvProblem, ConvRun, evaluate, make_problem
+from gradrev.tools.demo.problem import distance, summary
 
 # Ganin et al., JMLR 2016, Table 2, MNIST → MNIST-M, target accuracy.
 PAPER = {"source_only": 0.5225, "dann": 0.7666, "train_on_target": 0.9596}
@@ -29,14 +29,14 @@ def run(
 
     ``progress(backend)`` is called after every training step.
     """
-    from gradrev.demo.digits import digits_m
+    from gradrev.tools.demo.digits import digits_m
 
     data = digits_m(config.data_seed)
     problems = [make_problem(seed, config, data) for seed in range(config.seeds)]
     results: dict[str, Any] = {}
     runs: dict[str, dict[str, list[ConvRun]]] = {}
     for name in backends:
-        trainer = importlib.import_module(f"gradrev.demo.digits_{name}")
+        trainer = importlib.import_module(f"gradrev.tools.demo.digits_{name}")
         tick: Callable[[], None] = (lambda: None) if progress is None else partial(progress, name)
         start = time.perf_counter()
         runs[name] = {mode: [] for mode in MODES}

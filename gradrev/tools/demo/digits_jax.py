@@ -9,7 +9,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from gradrev.demo import DigitsConfig, convnet
+from gradrev.tools.demo import DigitsConfig, convnet
 
 
 def train(
