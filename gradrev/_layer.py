@@ -110,6 +110,44 @@ class LambdaState:
         return value
 
 
+class RestoreJournal:
+    """Makes a restore that a framework writes one state variable at a time all-or-nothing.
+
+    A model-level load (MLX's ``load_weights``/``update``, Keras' ``Model.set_weights``) calls
+    the layer once per variable, with nothing before or after. The journal keeps the layer's
+    state from before the first write of such a load; when a later variable is refused, it
+    puts that state back, so the refused load leaves the layer exactly as it was. A load ends
+    when every state variable was written, when one is written twice, or when the layer is
+    used (`commit`): one that wrote a subset and was not followed by a use is rolled back
+    with the next one if that is refused.
+    """
+
+    def __init__(self, keys: tuple[str, ...]) -> None:
+        self._keys = frozenset(keys)
+        self._before: Any = None
+        self._written: set[str] = set()
+
+    def write(self, key: str, snapshot: Any, check: Any, rollback: Any) -> Any:
+        """``check()`` for the write of ``key``; on a refusal, ``rollback(snapshot())`` as it
+        was taken before this load's first write, then the refusal is raised."""
+        if self._before is None or key in self._written:
+            self._before, self._written = snapshot(), set()
+        try:
+            result = check()
+        except Exception:
+            before = self._before
+            self.commit()
+            rollback(before)
+            raise
+        self._written.add(key)
+        if self._written >= self._keys:
+            self.commit()
+        return result
+
+    def commit(self) -> None:
+        self._before, self._written = None, set()
+
+
 def initial_lambda(lambda_: Any, schedule: Any, where: str) -> float:
     """λ at step 0: ``schedule(0)`` with a schedule, else ``lambda_`` (1.0 when not given)."""
     check_schedule(schedule, where)

@@ -95,6 +95,9 @@ class GradientReversal(_layer.LambdaState, keras.layers.Layer):  # type: ignore[
         # λ's weight is float32 on JAX without x64 and a cast may round it, so the exact λ is
         # kept next to it as its float64's 8 bytes (`lambda_bits`, which no cast changes):
         # x64 turned on later, or another backend reading the file, gets the exact λ.
+        # Model.set_weights and Keras' trainers assign the variables one by one (see
+        # _StateVariable); the journal makes a refused write put back the ones before it.
+        self._journal = _layer.RestoreJournal(("lambda", "steps", "lambda_bits"))
         with keras.name_scope(self.name):
             self.lam = _StateVariable(self, "lambda", _storage_dtype(), ())
             self.steps = _StateVariable(self, "steps", "int32", ())
@@ -103,6 +106,7 @@ class GradientReversal(_layer.LambdaState, keras.layers.Layer):  # type: ignore[
         self._put_schedule(schedule)
 
     def call(self, x: Any, training: Any = None) -> Any:
+        self._journal.commit()
         if training and not self._stepped and self._schedule is not None:
             self._stepped = True  # warn once (this runs when fit traces its step)
             warnings.warn(
@@ -140,6 +144,7 @@ class GradientReversal(_layer.LambdaState, keras.layers.Layer):  # type: ignore[
         return _storage_dtype() if lam is None else str(lam.dtype)
 
     def _get_lambda(self) -> float:
+        self._journal.commit()
         weight = float(keras.ops.convert_to_numpy(self.lam.value))
         return _layer.held_lambda(weight, self._exact())
 
@@ -154,6 +159,7 @@ class GradientReversal(_layer.LambdaState, keras.layers.Layer):  # type: ignore[
         keras.Variable.assign(self.lam_bits, _exact_bytes(value))
 
     def _get_steps(self) -> int:
+        self._journal.commit()
         return int(keras.ops.convert_to_numpy(self.steps.value))
 
     def _put_steps(self, steps: int) -> None:
@@ -185,10 +191,24 @@ class GradientReversal(_layer.LambdaState, keras.layers.Layer):  # type: ignore[
 
     def _assigned(self, variable: Any, value: Any) -> Any:
         """Every write of a state variable (`Model.set_weights` assigns them directly, past
-        `set_weights`) is checked as a restore is; λ's weight and bytes are kept in step."""
+        `set_weights`) is checked as a restore is; λ's weight and bytes are kept in step, and
+        a refused write puts back the variables that the same load wrote before it."""
         array = _concrete(value)
         if array is None:
             return value  # a traced value (inside a compiled function): nothing to check
+        return self._journal.write(
+            variable.name, self._snapshot, lambda: self._check(variable, array), self._put_back
+        )
+
+    def _snapshot(self) -> list[Any] | None:
+        values = [_filled(v) for v in (self.lam, self.steps, self.lam_bits)]
+        return None if any(v is None for v in values) else values
+
+    def _put_back(self, values: list[Any] | None) -> None:
+        for variable, value in zip((self.lam, self.steps, self.lam_bits), values or []):
+            keras.Variable.assign(variable, value)
+
+    def _check(self, variable: Any, array: np.ndarray) -> Any:
         if variable is self.steps:
             return np.asarray(_layer.restored_steps(_scalar(array), _WHERE), "int32")
         dtype = self._lambda_dtype()

@@ -187,7 +187,7 @@ def test_a_refused_load_leaves_the_layer_as_it_was(kind: Any) -> None:
     """nnx.update and a model's MLX load_weights write variable by variable: b26c8e3 wrote λ
     before refusing the step count, so the refused load left λ changed."""
     stateful(kind)
-    if kind.name != "torch":
+    if kind.name == "nnx":
         pytest.xfail("in progress: refused model-level loads are not atomic yet")
     layer = kind.make(schedule=schedules.linear(0.0, 1.0, 10))
     kind.step(layer)
