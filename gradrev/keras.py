@@ -73,7 +73,7 @@ class GradientReversal(_layer.LambdaState, keras.layers.Layer):  # type: ignore[
         lambda_: the constant λ (default 1.0). Not allowed together with `schedule`.
         schedule: a `gradrev.schedules` object or a callable `step -> λ`; λ starts at
             `schedule(0)` and each `step()` (or `LambdaScheduler`) moves it on.
-        **kwargs: passed to `keras.layers.Layer` (`name`, ...).
+        **kwargs: passed to `keras.layers.Layer` (`name`, ...); `autocast` must be False.
     """
 
     _where = _WHERE
@@ -81,9 +81,15 @@ class GradientReversal(_layer.LambdaState, keras.layers.Layer):  # type: ignore[
     def __init__(
         self, lambda_: float | None = None, *, schedule: Any = None, **kwargs: Any
     ) -> None:
-        keras.layers.Layer.__init__(self, **kwargs)
+        if kwargs.get("autocast", False) is not False:
+            raise ValueError(
+                f"{_WHERE}: autocast must be False (an identity keeps its input's dtype, and "
+                f"λ is never autocast), got autocast={kwargs['autocast']!r}"
+            )
+        # autocast=False: Keras never casts the inputs (an identity must not turn bfloat16
+        # into float32 under a mixed policy); a NumPy input still becomes a tensor.
+        keras.layers.Layer.__init__(self, **{**kwargs, "autocast": False})
         value = self._init_state(lambda_, schedule)
-        self._convert_input_args = False  # an identity must not cast bfloat16 inputs to float32
         self.supports_masking = True
         self._reverse = _backend_reverse()
         self._stepped = False  # whether a LambdaScheduler or step() moves this layer
@@ -344,6 +350,7 @@ class LambdaScheduler(keras.callbacks.Callback):  # type: ignore[misc]
     def _targets(self) -> list[GradientReversal]:
         return list(self.layers) or [
             layer
+            # private API [keras-flatten-layers]: docs/private-apis.md
             for layer in self.model._flatten_layers(include_self=False)
             if isinstance(layer, GradientReversal)
         ]
@@ -366,6 +373,7 @@ class LambdaScheduler(keras.callbacks.Callback):  # type: ignore[misc]
         count, self._seen = end - self._seen, end
         # The JAX trainer keeps variables in its own state during fit; sync them out so the
         # steps are seen, and the trainer reloads them before the next batch.
+        # private API [keras-jax-state-sync]: docs/private-apis.md
         if hasattr(self.model, "jax_state_sync"):
             self.model.jax_state_sync()
         for layer in self._targets():

@@ -83,6 +83,7 @@ class GradientReversal(_layer.LambdaState, nn.Module):  # type: ignore[name-defi
         else:
             super().__setattr__(key, value)
 
+    # private API [mlx-module-setitem]: docs/private-apis.md
     def __setitem__(self, key: str, value: Any) -> None:
         # Every write of the model's arrays reaches this layer's here: set_dtype, apply,
         # update and load_weights. λ is kept as its 8 bytes, which every float dtype holds
@@ -154,12 +155,13 @@ class GradientReversal(_layer.LambdaState, nn.Module):  # type: ignore[name-defi
         _layer.check_saveable(self.schedule)
         super().save_weights(file)
 
-    def _extra_repr(self) -> str:
+    def __repr__(self) -> str:  # public, where mlx.nn.Module's _extra_repr hook is not
         try:
             schedule = repr(self.schedule)
         except TypeError:  # restored from a layer whose callable schedule was not saved
             schedule = "<not saved>"
-        return f"lambda_={self.lambda_:.6g}, steps={int(self.steps)}, schedule={schedule}"
+        extra = f"lambda_={self.lambda_:.6g}, steps={int(self.steps)}, schedule={schedule}"
+        return f"{type(self).__name__}({extra})"  # a leaf: no child modules to list
 
 
 def _restored(key: str, value: mx.array) -> mx.array:

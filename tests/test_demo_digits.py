@@ -95,7 +95,7 @@ def torch_runs(problem: object) -> dict[str, object]:
     return {mode: digits_torch.train(problem, SMALL, mode) for mode in ("dann", "control")}  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("backend", ["torch", "jax", "tensorflow", "mlx"])
+@pytest.mark.parametrize("backend", demo.BACKENDS)
 def test_tiny_run_agrees_with_torch_in_float64(
     backend: str, problem: object, torch_runs: dict[str, object]
 ) -> None:

@@ -314,7 +314,8 @@ def test_keras_jax_file_saved_without_x64_loads_the_exact_lambda(
 
 @pytest.fixture
 def torch() -> Any:
-    from test_layers import KERAS_CHILD, importlib_missing
+    from conftest import KERAS_CHILD
+    from test_layers import importlib_missing
 
     if importlib_missing("torch") or __import__("os").environ.get(KERAS_CHILD):
         pytest.skip("torch layer")
@@ -360,6 +361,79 @@ def test_torch_state_dict_holds_tensors_only_and_old_checkpoints_load(torch: Any
     restored = GradientReversal()
     restored.load_state_dict(old)  # 0b3caed's format
     assert restored.schedule == dann and restored.step() == dann(2)
+
+
+# gradrev 0.1's torch layer (6854578, the first one; __version__ "0.1.0") saved λ as a 0-d
+# float32 buffer, the step count as a 0-d int64 buffer and the schedule as a dict in
+# get_extra_state. These are the state dicts it wrote, key for key and dtype for dtype
+# (generated with that commit's gradrev.torch, torch 2.13): name -> (torch) -> (state,
+# prefix, λ its lambda_ read, steps, schedule, λ after one more step()).
+_GRADREV_0_1: dict[str, Any] = {
+    "dann(100), 3 steps": lambda t: (
+        {
+            "lam": t.tensor(schedules.dann(100)(3), dtype=t.float32),
+            "steps": t.tensor(3),
+            "_extra_state": {
+                "schedule": {"name": "dann", "total_steps": 100, "gamma": 10.0, "lambda_max": 1.0}
+            },
+        },
+        "",
+        float(np.float32(schedules.dann(100)(3))),
+        3,
+        schedules.dann(100),
+        schedules.dann(100)(4),
+    ),
+    "constant 0.3, 1 step": lambda t: (
+        {"lam": t.tensor(0.3), "steps": t.tensor(1), "_extra_state": {"schedule": None}},
+        "",
+        float(np.float32(0.3)),  # what 0.1's lambda_ read: float(float32 buffer)
+        1,
+        None,
+        float(np.float32(0.3)),
+    ),
+    "linear in a Sequential": lambda t: (
+        {
+            "0.weight": t.ones(2, 2),
+            "0.bias": t.zeros(2),
+            "1.lam": t.tensor(0.0),
+            "1.steps": t.tensor(0),
+            "1._extra_state": {
+                "schedule": {"name": "linear", "start": 0.0, "end": 1.0, "total_steps": 10}
+            },
+        },
+        "1.",
+        0.0,
+        0,
+        schedules.linear(0.0, 1.0, 10),
+        0.1,
+    ),
+}
+
+
+@pytest.mark.parametrize("assign", [False, True], ids=["copy", "assign"])
+@pytest.mark.parametrize("case", list(_GRADREV_0_1))
+def test_torch_loads_gradrev_0_1_checkpoints(torch: Any, case: str, assign: bool) -> None:
+    """Issue 21: the _load_from_state_dict path for gradrev 0.1's checkpoints had no test (the
+    one above loads today's (1,) float64 λ with a dict beside it, never 0.1's 0-d float32)."""
+    import io
+
+    from gradrev.torch import GradientReversal
+
+    old, prefix, lam, steps, schedule, after = _GRADREV_0_1[case](torch)
+    buffer = io.BytesIO()
+    torch.save(old, buffer)  # as 0.1 saved it: the extra state's dict loads with weights_only
+    buffer.seek(0)
+    loaded = torch.load(buffer, weights_only=True)
+    model = torch.nn.Sequential(torch.nn.Linear(2, 2), GradientReversal(0.7))
+    layer = model[1] if prefix else GradientReversal(schedule=schedules.linear(0.5, 0.0, 4))
+    (model if prefix else layer).load_state_dict(loaded, strict=True, assign=assign)
+    assert (layer.lambda_, int(layer.steps), layer.schedule) == (lam, steps, schedule)
+    assert layer.lam.dtype == torch.float64 and layer.lam.shape == (1,)
+    assert sorted(layer.state_dict()) == ["lam", "schedule_config", "steps"]  # today's format
+    x = torch.ones(3, dtype=torch.float64, requires_grad=True)
+    layer(x).sum().backward()
+    assert x.grad.tolist() == [-lam] * 3  # the λ 0.1's buffer held, bit for bit
+    assert layer.step() == after and int(layer.steps) == steps + 1
 
 
 def _saved_state(torch: Any) -> dict[str, Any]:

@@ -38,13 +38,16 @@ _NEW_VARIABLE_API = hasattr(nnx.Variable, "get_raw_value")
 
 
 def _raw(variable: nnx.Variable[Any]) -> Any:
+    # private API [flax-raw-value-slot]: docs/private-apis.md
     return variable.get_raw_value() if _NEW_VARIABLE_API else variable.raw_value
 
 
 def _put_raw(variable: nnx.Variable[Any], value: Any) -> None:
     if _NEW_VARIABLE_API:
+        # private API [flax-unsafe-bypass-check]: docs/private-apis.md
         nnx.Variable.set_raw_value(variable, value, _unsafe_bypass_check=True)
     else:
+        # private API [flax-raw-value-slot]: docs/private-apis.md
         object.__setattr__(variable, "raw_value", value)
 
 
@@ -56,11 +59,13 @@ class ReversalState(nnx.Variable[jax.Array]):
     [0, 2**31 - 1].
     """
 
+    # private API [flax-variable-restore-hooks]: docs/private-apis.md
     def update_from_state(self, variable_state: Any) -> None:
         current = _raw(self)
         super().update_from_state(variable_state)
         self._check(current)
 
+    # private API [flax-variable-restore-hooks]: docs/private-apis.md
     def set_raw_value(self, value: Any, **kwargs: Any) -> None:  # only newer Flax has it
         current = _raw(self)
         super().set_raw_value(value, **kwargs)
@@ -68,6 +73,7 @@ class ReversalState(nnx.Variable[jax.Array]):
 
     def _check(self, current: Any) -> None:
         new = _raw(self)
+        # private API [jax-core-tracer]: docs/private-apis.md
         if isinstance(new, jax.core.Tracer) or not hasattr(current, "dtype"):
             return  # inside a transform, or being built: nothing concrete to check
         dtype = np.dtype(current.dtype)
@@ -181,6 +187,7 @@ class GradientReversal(_layer.LambdaState, nnx.Module):
 
     def _get_schedule(self) -> Any:
         config = self.schedule_config[...]
+        # private API [jax-core-tracer]: docs/private-apis.md
         if isinstance(config, jax.core.Tracer):
             return self._schedule
         data = np.asarray(config, np.uint8).tobytes()
@@ -201,6 +208,7 @@ class GradientReversal(_layer.LambdaState, nnx.Module):
         schedule raises, gives a non-finite λ or the step count would pass 2**31 - 1,
         nothing changes.
         """
+        # private API [jax-core-tracer]: docs/private-apis.md
         if not isinstance(self.steps[...], jax.core.Tracer):
             return super().step()
         # Inside a transform the step is abstract; the schedule is plain Python, so it runs
