@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from gradrev.demo import DigitsConfig, stats
-from gradrev.demo.convnet import MODES, ConvProblem, ConvRun, evaluate, make_problem
+from gradrev.demo.convnet import MODES, ConvProblem, ConvRun, evaluate, make_problem, train
 from gradrev.demo.problem import distance, summary
 
 # Ganin et al., JMLR 2016, Table 2, MNIST → MNIST-M, target accuracy.
@@ -23,11 +23,11 @@ PAPER = {"source_only": 0.5225, "dann": 0.7666, "train_on_target": 0.9596}
 def run(
     config: DigitsConfig,
     backends: list[str],
-    progress: Callable[[str], None] | None = None,
+    progress: Callable[[str, int], None] | None = None,
 ) -> dict[str, Any]:
     """Train ``backends`` on every seed; return the report (the JSON ``--json`` writes).
 
-    ``progress(backend)`` is called after every training step.
+    ``progress(backend, n)`` is called after every training step of n models.
     """
     from gradrev.demo.digits import digits_m
 
@@ -36,13 +36,13 @@ def run(
     results: dict[str, Any] = {}
     runs: dict[str, dict[str, list[ConvRun]]] = {}
     for name in backends:
-        trainer = importlib.import_module(f"gradrev.demo.digits_{name}")
-        tick: Callable[[], None] = (lambda: None) if progress is None else partial(progress, name)
+        framework = importlib.import_module(f"gradrev.demo.digits_{name}")
+        # every seed trains at once: one tick is a step of each seed's model
+        tick: Callable[[], None] = (
+            (lambda: None) if progress is None else partial(progress, name, len(problems))
+        )
         start = time.perf_counter()
-        runs[name] = {mode: [] for mode in MODES}
-        for problem in problems:
-            for mode in MODES:
-                runs[name][mode].append(trainer.train(problem, config, mode, tick))
+        runs[name] = {mode: train(framework, problems, config, mode, tick) for mode in MODES}
         results[name] = {"wall_time_s": time.perf_counter() - start}
         for mode, rs in runs[name].items():
             src = [evaluate(r, p, "source_test")[0] for r, p in zip(rs, problems)]
