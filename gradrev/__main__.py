@@ -1,5 +1,5 @@
 import sys
 
-from gradrev._cli import main
+from gradrev.tools.cli import main
 
 sys.exit(main())

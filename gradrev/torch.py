@@ -75,13 +75,15 @@ class GradientReversal(_layer.LambdaState, torch.nn.Module):
         # before backward() runs: they put a new tensor in the buffer, never write into the
         # one a backward saved. The copy is rounded to the dtype the backward computes in
         # (float32 below float64), exactly as PyTorch rounds a Python float.
-        lam = self.lam
         # torch.jit.script compiles only this branch (backend.reverse is Python dispatch):
         # the operator that torch.export and torch.jit.trace record too.
         if torch.jit.is_scripting():  # type: ignore[attr-defined]
             wide = x.dtype in (torch.float64, torch.complex128)
-            lam = lam.to(torch.float64 if wide else torch.float32, copy=True).view(())
+            lam = self.lam.to(torch.float64 if wide else torch.float32, copy=True).view(())
             return torch.ops.gradrev.reverse_lambda_tensor(x, lam)  # type: ignore[no-any-return]
+        # The buffer itself, not `self.lam`: nn.Module.__getattr__ costs about 1 µs a call,
+        # a sixth of the eager forward (issue 23).
+        lam = self._buffers["lam"]
         if lam.dtype != torch.float64:  # a wrapper cast it behind our back (FSDP1's buffer_dtype)
             lam = self._uncast(lam)
         elif _plain_eager(x) and lam.is_cpu and not lam.is_inference():

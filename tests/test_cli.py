@@ -83,7 +83,9 @@ def blocked(*modules: str) -> str:
 
 
 def gradrev_cli_without(modules: tuple[str, ...], *args: str) -> subprocess.CompletedProcess[str]:
-    code = blocked(*modules) + f"from gradrev._cli import main\nsys.exit(main({list(args)!r}))\n"
+    code = (
+        blocked(*modules) + f"from gradrev.tools.cli import main\nsys.exit(main({list(args)!r}))\n"
+    )
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "OMP_NUM_THREADS": "1"}
     return subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=600
@@ -161,7 +163,7 @@ def test_bench_ships_with_the_package(tmp_path: Path) -> None:
     import gradrev
 
     shutil.copytree(Path(gradrev.__file__).parent, tmp_path / "gradrev")
-    code = "import sys; from gradrev import _bench; print(_bench.__file__)"
+    code = "import sys; from gradrev.tools import bench; print(bench.__file__)"
     proc = subprocess.run(
         [sys.executable, "-c", code],
         capture_output=True,
@@ -179,7 +181,7 @@ def test_bench_ships_with_the_package(tmp_path: Path) -> None:
 
 def parse_error(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
     """``gradrev ARGV`` in this process: what it printed on stderr, having exited with 2."""
-    from gradrev._cli import main
+    from gradrev.tools.cli import main
 
     with pytest.raises(SystemExit) as exit:
         main(list(argv))
@@ -293,7 +295,7 @@ def test_demo_numbers_fuzzed(capsys: pytest.CaptureFixture[str]) -> None:
     from hypothesis import strategies as st
 
     from gradrev import schedules
-    from gradrev._cli import _demo_config, _parser
+    from gradrev.tools.cli import _demo_config, _parser
 
     @hypothesis.settings(max_examples=300, deadline=None, database=None)
     @hypothesis.given(st.sampled_from(sorted(NUMERIC)), _values())
@@ -351,7 +353,7 @@ def test_demo_runs_with_random_accepted_numbers(tmp_path: Path) -> None:
     hypothesis = pytest.importorskip("hypothesis")
     from hypothesis import strategies as st
 
-    from gradrev._cli import main
+    from gradrev.tools.cli import main
 
     @hypothesis.settings(max_examples=4, deadline=None, database=None)
     @hypothesis.given(
@@ -375,7 +377,7 @@ def test_demo_runs_with_random_accepted_numbers(tmp_path: Path) -> None:
 
 def test_bench_verdict_is_missed_only_when_the_whole_spread_is_past_the_target() -> None:
     """Per-round ratios: a row misses only when its first quartile is past the target."""
-    from gradrev import _bench_core as core
+    from gradrev.tools import bench_core as core
 
     core.ROWS.clear()
     ref = [1.0] * 8
@@ -392,12 +394,13 @@ def test_bench_verdict_is_missed_only_when_the_whole_spread_is_past_the_target()
 
 
 def test_bench_strict_exits_non_zero_on_a_miss(monkeypatch: pytest.MonkeyPatch) -> None:
-    from gradrev import _bench, _bench_core
+    from gradrev.tools import bench as _bench
+    from gradrev.tools import bench_core as _bench_core
 
     def fake_eager(framework: str, rounds: int) -> None:
         _bench_core.row("eager", framework, 1.0, "µs", "x", 2.0, "≤ 1.00×", False, (2.0, 2.0))
 
-    monkeypatch.setattr("gradrev._bench_eager.bench_eager", fake_eager)
+    monkeypatch.setattr("gradrev.tools.bench_eager.bench_eager", fake_eager)
     # A name no section imports: the test runs in single-framework venvs too (no torch).
     monkeypatch.setattr(_bench, "installed", lambda: ["toygrad"])
     assert _bench.main(["--only", "eager", "--strict"]) == 1

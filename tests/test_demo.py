@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from gradrev import demo
+from gradrev.tools import demo
 
 
 def gradrev_demo(*args: str) -> subprocess.CompletedProcess[str]:
@@ -54,7 +54,7 @@ def test_demo_rejects_unknown_backend(tmp_path: Path) -> None:
 
 
 def test_problem_is_the_same_for_every_backend() -> None:
-    from gradrev.demo.problem import make_problem
+    from gradrev.tools.demo.problem import make_problem
 
     config = demo.Config(seeds=1, steps=10)
     a, b = make_problem(3, config), make_problem(3, config)
@@ -70,7 +70,7 @@ def demo_without(modules: tuple[str, ...], *args: str) -> subprocess.CompletedPr
     code = (
         "import sys\n"
         + "".join(f"sys.modules[{m!r}] = None\n" for m in modules)
-        + f"from gradrev._cli import main\nsys.exit(main(['demo', *{list(args)!r}]))\n"
+        + f"from gradrev.tools.cli import main\nsys.exit(main(['demo', *{list(args)!r}]))\n"
     )
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "OMP_NUM_THREADS": "1"}
     return subprocess.run(
@@ -108,7 +108,7 @@ def test_demo_prints_plain_progress_lines_when_not_a_tty(tmp_path: Path) -> None
 
 
 def test_progress_bar_in_a_terminal_redraws_one_line_with_an_eta() -> None:
-    from gradrev.demo.progress import Progress
+    from gradrev.tools.demo.progress import Progress
 
     class Terminal(io.StringIO):
         def isatty(self) -> bool:
@@ -131,8 +131,8 @@ def test_torch_demo_trains_on_one_thread_and_restores_the_setting() -> None:
     """Tiny matrices: torch's intra-op threads only fight over a busy machine's cores."""
     import torch
 
-    from gradrev.demo import torch as torch_demo
-    from gradrev.demo.problem import make_problem
+    from gradrev.tools.demo import torch as torch_demo
+    from gradrev.tools.demo.problem import make_problem
 
     config = demo.Config(seeds=1, steps=3)
     before = torch.get_num_threads()
@@ -146,7 +146,7 @@ def test_torch_demo_trains_on_one_thread_and_restores_the_setting() -> None:
 
 def test_progress_eta_uses_each_backends_own_rate() -> None:
     """Issue 22: the ETA extrapolated from torch, the fastest backend, and started far too low."""
-    from gradrev.demo.progress import Progress
+    from gradrev.tools.demo.progress import Progress
 
     times = iter([float(t) for t in range(1, 21)] + [20.0 + 5 * k for k in range(1, 30)])
     out = io.StringIO()
@@ -163,7 +163,7 @@ def test_progress_eta_uses_each_backends_own_rate() -> None:
 
 def test_tables_say_one_seed_not_one_seeds() -> None:
     """Issue 22: the demo printed "(1 seeds, …)"."""
-    from gradrev.demo.report import tables
+    from gradrev.tools.demo.report import tables
 
     row = {
         "source_acc": 1.0,

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gradrev import demo
+from gradrev.tools import demo
 
 pytest.importorskip("sklearn")
 
@@ -24,7 +24,7 @@ SMALL = demo.DigitsConfig(seeds=1, steps=12, batch_size=8, channels=(4, 8), hidd
 def test_digits_m_is_deterministic_and_follows_the_mnist_m_recipe() -> None:
     from sklearn.datasets import load_digits
 
-    from gradrev.demo.digits import digits_m, patches, split
+    from gradrev.tools.demo.digits import digits_m, patches, split
 
     a, b, other = digits_m(0), digits_m(0), digits_m(1)
     for name in ("source_train", "target_train", "target_test"):
@@ -47,7 +47,7 @@ def test_digits_m_is_deterministic_and_follows_the_mnist_m_recipe() -> None:
 def test_the_conv_layer_is_a_3x3_same_convolution() -> None:
     """convnet's im2col (nine shifted views of the padded images, one matrix product) equals a
     convolution written out pixel by pixel, for two seeds with their own kernels."""
-    from gradrev.demo.convnet import NUMPY, features
+    from gradrev.tools.demo.convnet import NUMPY, features
 
     rng = np.random.default_rng(0)
     x = rng.normal(size=(2, 3, 4, 4, 3))  # (seeds, batch, side, side, channels)
@@ -71,7 +71,7 @@ def test_the_conv_layer_is_a_3x3_same_convolution() -> None:
 
 
 def test_paired_t_interval_matches_a_hand_computed_case() -> None:
-    from gradrev.demo.stats import framework_effect, paired, t975
+    from gradrev.tools.demo.stats import framework_effect, paired, t975
 
     # differences 10, 20, 10 points: mean 13.333, sd √(100/3) = 5.7735,
     # half-width t(0.975, 2) · sd / √3 = 4.3027 · 3.3333 = 14.342
@@ -99,7 +99,7 @@ def test_paired_t_interval_matches_a_hand_computed_case() -> None:
 
 @pytest.fixture(scope="module")
 def problem() -> object:
-    from gradrev.demo.convnet import make_problem
+    from gradrev.tools.demo.convnet import make_problem
 
     return make_problem(0, SMALL)
 
@@ -107,7 +107,7 @@ def problem() -> object:
 @pytest.fixture(scope="module")
 def torch_runs(problem: object) -> dict[str, object]:
     pytest.importorskip("torch")
-    from gradrev.demo import convnet, digits_torch
+    from gradrev.tools.demo import convnet, digits_torch
 
     return {
         mode: convnet.train(digits_torch, [problem], SMALL, mode)[0]  # type: ignore[list-item]
@@ -125,9 +125,9 @@ def test_tiny_run_agrees_with_torch_in_float64(
         pytest.skip(f"{backend} not installed")
     import importlib
 
-    from gradrev.demo.convnet import evaluate, train
+    from gradrev.tools.demo.convnet import evaluate, train
 
-    framework = importlib.import_module(f"gradrev.demo.digits_{backend}")
+    framework = importlib.import_module(f"gradrev.tools.demo.digits_{backend}")
     ticks: list[None] = []
     run = train(framework, [problem], SMALL, "dann", lambda: ticks.append(None))[0]  # type: ignore[list-item]
     ref = torch_runs["dann"]
@@ -148,7 +148,7 @@ def test_seeds_trained_together_match_seeds_trained_alone(
     """The demo trains every seed at once (a leading seed axis on every tensor); each seed's
     model is the one it would be alone."""
     pytest.importorskip("torch")
-    from gradrev.demo import convnet, digits_torch
+    from gradrev.tools.demo import convnet, digits_torch
 
     other = convnet.make_problem(1, SMALL)
     together = convnet.train(digits_torch, [problem, other], SMALL, "dann")  # type: ignore[list-item]

@@ -45,4 +45,4 @@ def test_example_runs(script: str, needs: str, keras_backend: str) -> None:
 
 def test_examples_do_not_import_the_demo() -> None:
     for path in EXAMPLES.glob("*.py"):
-        assert "gradrev.demo" not in path.read_text(), path.name
+        assert "gradrev.tools.demo" not in path.read_text(), path.name

@@ -104,7 +104,7 @@ def test_cli_hints_name_real_packages(
     code = (
         "import sys\n"
         + "".join(f"sys.modules[{m!r}] = None\n" for m in blocked)
-        + f"from gradrev._cli import main\nsys.exit(main({list(args)!r}))\n"
+        + f"from gradrev.tools.cli import main\nsys.exit(main({list(args)!r}))\n"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2, proc.stdout + proc.stderr

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from gradrev.demo import DigitsConfig, convnet
+from gradrev.tools.demo import DigitsConfig, convnet
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 import keras

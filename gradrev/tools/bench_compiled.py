@@ -8,7 +8,7 @@ import io
 from collections.abc import Callable
 from typing import Any
 
-from gradrev._bench_core import ROWS, compare, median, quartiles, ratios, repeated, row, timeit
+from gradrev.tools.bench_core import ROWS, compare, median, quartiles, ratios, repeated, row, timeit
 
 # -- Dispatch ---------------------------------------------------------------------------------
 

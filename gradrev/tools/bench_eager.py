@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from gradrev._bench_core import compare, repeated, timeit
+from gradrev.tools.bench_core import compare, repeated, timeit
 
 LAMBDA = 0.3
 # (case, contender, reference, target): each a ratio measured in the same rounds.
@@ -22,19 +22,8 @@ def torch_cases() -> Cases:
     import torch
 
     import gradrev
+    from gradrev.tools.bench_torch import minimal_grl
     from gradrev.torch import GradientReversal
-
-    class MinimalGRL(torch.autograd.Function):
-        """The least a GRL can be: a view forward, ``g * -λ`` with a Python-float λ."""
-
-        @staticmethod
-        def forward(ctx: Any, x: Any, lam: float) -> Any:
-            ctx.lam = lam
-            return x.view_as(x)
-
-        @staticmethod
-        def backward(ctx: Any, g: Any) -> Any:
-            return g * -ctx.lam, None
 
     # One intra-op thread (restored by the caller's run): 8 elements cannot use more, and
     # threads fight on a shared machine.
@@ -51,7 +40,7 @@ def torch_cases() -> Cases:
         "x * 1.0": lambda: x * 1.0,
         "reverse": lambda: gradrev.reverse(x, LAMBDA),
         "layer": lambda: layer(x),
-        "minimal GRL fwd+bwd": fwd_bwd(lambda t: MinimalGRL.apply(t, LAMBDA)),
+        "minimal GRL fwd+bwd": fwd_bwd(lambda t: minimal_grl().apply(t, LAMBDA)),
         "reverse fwd+bwd": fwd_bwd(lambda t: gradrev.reverse(t, LAMBDA)),
         "layer fwd+bwd": fwd_bwd(layer),
     }

@@ -10,7 +10,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from gradrev.demo import DigitsConfig, convnet
+from gradrev.tools.demo import DigitsConfig, convnet
 from gradrev.flax.nnx import GradientReversal
 
 __all__ = ["GradientReversal", "context", "trainer"]

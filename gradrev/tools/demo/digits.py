@@ -10,7 +10,7 @@ to 8×8 in 4×4 blocks, so that it keeps the photograph's texture at the digit's
 
 Example:
     ```python
-    from gradrev.demo.digits import digits_m
+    from gradrev.tools.demo.digits import digits_m
 
     data = digits_m(seed=0)
     data.source_train.shape, data.target_test.shape  # ((1198, 8, 8, 3), (599, 8, 8, 3))

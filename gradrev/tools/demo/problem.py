@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from gradrev.demo import LAYERS, Config, stats
+from gradrev.tools.demo import LAYERS, Config, stats
 
 
 @dataclass
@@ -101,7 +101,7 @@ def run(
     results: dict[str, Any] = {}
     runs: dict[str, dict[str, list[Run]]] = {}
     for name in backends:
-        trainer = importlib.import_module(f"gradrev.demo.{name}")
+        trainer = importlib.import_module(f"gradrev.tools.demo.{name}")
         start = time.perf_counter()
         runs[name] = {"source_only": [], "dann": []}
         tick: Callable[[], None] = (lambda: None) if progress is None else partial(progress, name)

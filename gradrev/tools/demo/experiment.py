@@ -12,9 +12,9 @@ from typing import Any
 
 import numpy as np
 
-from gradrev.demo import DigitsConfig, stats
-from gradrev.demo.convnet import MODES, ConvProblem, ConvRun, evaluate, make_problem, train
-from gradrev.demo.problem import distance, summary
+from gradrev.tools.demo import DigitsConfig, stats
+from gradrev.tools.demo.convnet import MODES, ConvProblem, ConvRun, evaluate, make_problem, train
+from gradrev.tools.demo.problem import distance, summary
 
 # Ganin et al., JMLR 2016, Table 2, MNIST → MNIST-M, target accuracy.
 PAPER = {"source_only": 0.5225, "dann": 0.7666, "train_on_target": 0.9596}
@@ -29,14 +29,14 @@ def run(
 
     ``progress(backend, n)`` is called after every training step of n models.
     """
-    from gradrev.demo.digits import digits_m
+    from gradrev.tools.demo.digits import digits_m
 
     data = digits_m(config.data_seed)
     problems = [make_problem(seed, config, data) for seed in range(config.seeds)]
     results: dict[str, Any] = {}
     runs: dict[str, dict[str, list[ConvRun]]] = {}
     for name in backends:
-        framework = importlib.import_module(f"gradrev.demo.digits_{name}")
+        framework = importlib.import_module(f"gradrev.tools.demo.digits_{name}")
         # every seed trains at once: one tick is a step of each seed's model
         tick: Callable[[], None] = (
             (lambda: None) if progress is None else partial(progress, name, len(problems))

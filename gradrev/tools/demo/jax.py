@@ -9,8 +9,8 @@ import jax
 import numpy as np
 
 from gradrev import schedules
-from gradrev.demo import Config
-from gradrev.demo.problem import Problem, Run, adam_corrections
+from gradrev.tools.demo import Config
+from gradrev.tools.demo.problem import Problem, Run, adam_corrections
 
 
 def train(

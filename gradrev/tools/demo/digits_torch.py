@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from gradrev.demo import DigitsConfig, convnet
+from gradrev.tools.demo import DigitsConfig, convnet
 from gradrev.torch import GradientReversal
 
 __all__ = ["GradientReversal", "context", "trainer"]

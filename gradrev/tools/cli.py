@@ -48,9 +48,10 @@ def _triton_before_tensorflow() -> None:
 
 
 def _parser() -> argparse.ArgumentParser:
-    from gradrev import __version__, _bench
-    from gradrev._args import float_range, int_range, output_file, output_folder
-    from gradrev.demo import Config, DigitsConfig
+    from gradrev import __version__
+    from gradrev.tools import bench as _bench
+    from gradrev.tools.args import float_range, int_range, output_file, output_folder
+    from gradrev.tools.demo import Config, DigitsConfig
 
     parser = argparse.ArgumentParser(
         prog="gradrev",
@@ -88,7 +89,7 @@ def _parser() -> argparse.ArgumentParser:
     m, g = Config(), DigitsConfig()
     demo.add_argument("--task", choices=["moons", "digits"], default="moons")
     demo.add_argument("--backends", help="comma-separated subset of torch,jax,tensorflow,mlx")
-    # Each number is checked as it is parsed (gradrev/_args.py): a bad one gets the usage
+    # Each number is checked as it is parsed (gradrev/tools/args.py): a bad one gets the usage
     # and exit status 2, before anything runs. Unset, an option takes the task's default.
     seeds, steps = int_range(1, 100), int_range(1, 100_000)
     demo.add_argument("--seeds", type=seeds, help=f"default {m.seeds} / {g.seeds}")
@@ -188,7 +189,7 @@ def _split(value: str | None) -> list[str] | None:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from gradrev import demo
+    from gradrev.tools import demo
 
     requested = _split(args.backends) or demo.installed_backends()
     unknown = sorted(set(requested) - set(demo.BACKENDS))
@@ -214,8 +215,8 @@ def _demo(args: argparse.Namespace) -> int:
     plot = demo.has("matplotlib")
     if not plot:  # said before training, not after it
         print(f"no figure: matplotlib is not installed: {pip_command('matplotlib')}", flush=True)
-    from gradrev.demo import report
-    from gradrev.demo.progress import Progress
+    from gradrev.tools.demo import report
+    from gradrev.tools.demo.progress import Progress
 
     modes = 3 if args.task == "digits" else 2  # digits adds the λ = 0 control
     per_backend = config.seeds * modes * config.steps
@@ -223,11 +224,11 @@ def _demo(args: argparse.Namespace) -> int:
         len(requested) * per_backend, sys.stdout, plan={b: per_backend for b in requested}
     )
     if args.task == "digits":
-        from gradrev.demo import experiment
+        from gradrev.tools.demo import experiment
 
         result = experiment.run(config, requested, progress=progress.advance)
     else:
-        from gradrev.demo import problem
+        from gradrev.tools.demo import problem
 
         result = problem.run(config, requested, progress=progress.advance)
     progress.close()
@@ -254,7 +255,7 @@ def _demo_config(args: argparse.Namespace) -> Any:
     """The task's config: its defaults, ``--quick``'s, then every option given."""
     import dataclasses
 
-    from gradrev import demo
+    from gradrev.tools import demo
 
     base = demo.DigitsConfig() if args.task == "digits" else demo.Config()
     given = {
@@ -275,7 +276,7 @@ def _demo_config(args: argparse.Namespace) -> Any:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from gradrev import demo
+    from gradrev.tools import demo
 
     backends = _split(args.backends)
     unknown = sorted(set(backends or []) - set(_FRAMEWORKS))
@@ -295,7 +296,7 @@ def _check(args: argparse.Namespace) -> int:
         return 2
     if _broken(backends or installed, "check"):
         return 2
-    from gradrev import _check
+    from gradrev.tools import check as _check
 
     report = _check.run(backends or installed)
     print(_check.table(report))

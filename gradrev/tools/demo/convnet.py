@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from gradrev.demo import DigitsConfig
+from gradrev.tools.demo import DigitsConfig
 
 EPS = 1e-5
 BN_MOMENTUM = 0.1
@@ -66,7 +66,7 @@ def prepare(images: np.ndarray, config: DigitsConfig) -> np.ndarray:
 def make_problem(seed: int, config: DigitsConfig, data: Any = None) -> ConvProblem:
     """Seed ``seed``'s batches and He-normal initial weights over ``data`` (``digits_m``)."""
     if data is None:
-        from gradrev.demo.digits import digits_m
+        from gradrev.tools.demo.digits import digits_m
 
         data = digits_m(config.data_seed)
     x = {k: prepare(getattr(data, k), config) for k in _SPLITS}

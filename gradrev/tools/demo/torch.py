@@ -10,8 +10,8 @@ import torch
 from torch import nn
 
 from gradrev import schedules
-from gradrev.demo import Config
-from gradrev.demo.problem import Problem, Run, adam_corrections
+from gradrev.tools.demo import Config
+from gradrev.tools.demo.problem import Problem, Run, adam_corrections
 from gradrev.torch import GradientReversal
 
 

@@ -36,8 +36,8 @@ def run(backends: list[str] | None = None) -> dict[str, Any]:
     platform, the devices, and the rows that could not run (``skipped``, with the reason).
     """
     from gradrev import __version__
-    from gradrev._cli import devices as framework_devices
-    from gradrev._cli import framework_version
+    from gradrev.tools.cli import devices as framework_devices
+    from gradrev.tools.cli import framework_version
 
     results: list[dict[str, Any]] = []
     skipped: list[dict[str, Any]] = []

@@ -10,7 +10,7 @@ from typing import Any
 import mlx.core as mx
 import numpy as np
 
-from gradrev.demo import DigitsConfig, convnet
+from gradrev.tools.demo import DigitsConfig, convnet
 from gradrev.mlx import GradientReversal
 
 __all__ = ["GradientReversal", "context", "trainer"]

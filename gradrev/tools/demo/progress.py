@@ -25,7 +25,7 @@ class Progress:
     Example:
         ```python
         import sys
-        from gradrev.demo.progress import Progress
+        from gradrev.tools.demo.progress import Progress
 
         progress = Progress(3, sys.stdout)
         for _ in range(3):

@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 
 from gradrev import schedules
-from gradrev.demo import Config
-from gradrev.demo.problem import Problem, Run, adam_corrections
+from gradrev.tools.demo import Config
+from gradrev.tools.demo.problem import Problem, Run, adam_corrections
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 import keras

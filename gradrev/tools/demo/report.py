@@ -8,8 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from gradrev.demo import stats
-from gradrev.demo.problem import Problem, Run
+from gradrev.tools.demo import stats
+from gradrev.tools.demo.problem import Problem, Run
 
 _MODES = {"source_only": "source-only", "dann": "dann", "control": "dann, λ = 0"}
 
@@ -136,7 +136,7 @@ def digits_figure(report: dict[str, Any], path: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from gradrev.demo.convnet import ConvProblem, evaluate
+    from gradrev.tools.demo.convnet import ConvProblem, evaluate
 
     name, modes = next(iter(report["_runs"].items()))
     problem: ConvProblem = report["_problems"][0]
@@ -178,7 +178,7 @@ def digits_figure(report: dict[str, Any], path: Path) -> Path:
 
 
 def _images(report: dict[str, Any], split: str) -> np.ndarray:
-    from gradrev.demo.digits import digits_m
+    from gradrev.tools.demo.digits import digits_m
 
     data = digits_m(report["config"]["data_seed"])
     return np.asarray(getattr(data, split)[:8])
