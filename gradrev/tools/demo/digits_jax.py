@@ -10,8 +10,8 @@ from typing import Any
 import jax
 import numpy as np
 
-from gradrev.tools.demo import DigitsConfig, convnet
 from gradrev.flax.nnx import GradientReversal
+from gradrev.tools.demo import DigitsConfig, convnet
 
 __all__ = ["GradientReversal", "context", "trainer"]
 

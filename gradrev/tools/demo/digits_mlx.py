@@ -10,8 +10,8 @@ from typing import Any
 import mlx.core as mx
 import numpy as np
 
-from gradrev.tools.demo import DigitsConfig, convnet
 from gradrev.mlx import GradientReversal
+from gradrev.tools.demo import DigitsConfig, convnet
 
 __all__ = ["GradientReversal", "context", "trainer"]
 
