@@ -127,3 +127,11 @@ def test_the_library_never_imports_the_tools() -> None:
     library = [m for m in MODULES if layer(m) != "tools"]
     leaks = [f"{m} imports {t}" for m in library for t in GRAPH[m] if t in tools]
     assert not leaks, leaks
+
+
+def test_the_architecture_page_draws_these_layers() -> None:
+    """docs/architecture.md draws the layers, highest first, in the order the tests hold."""
+    page = (PACKAGE.parent / "docs" / "architecture.md").read_text()
+    drawing = page.split("```text\n", 1)[1].split("```", 1)[0]
+    drawn = [line.split()[0] for line in drawing.splitlines() if line.strip()]
+    assert drawn == list(reversed(ORDER)), drawn
