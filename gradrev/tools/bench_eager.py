@@ -121,20 +121,20 @@ def mlx_cases() -> Cases:
     ]
 
 
-EAGER_CASES: dict[str, Callable[[], Cases]] = {
-    "torch": torch_cases,
-    "jax": jax_cases,
-    "tensorflow": tensorflow_cases,
-    "mlx": mlx_cases,
+# A framework's cases, and its calls per sample: enough that one sample takes milliseconds,
+# not the timer's resolution. A new framework's rows are one line here.
+EAGER_CASES: dict[str, tuple[Callable[[], Cases], int]] = {
+    "torch": (torch_cases, 200),
+    "jax": (jax_cases, 50),
+    "tensorflow": (tensorflow_cases, 50),
+    "mlx": (mlx_cases, 100),
 }
-# Calls per sample: enough that one sample takes milliseconds, not the timer's resolution.
-LOOPS = {"torch": 200, "jax": 50, "tensorflow": 50, "mlx": 100}
 
 
 def bench_eager(framework: str, rounds: int) -> None:
     """One framework's eager rows (8-element float32 unless the case says otherwise)."""
-    fns, cases = EAGER_CASES[framework]()
-    loops = LOOPS[framework]
+    make_cases, loops = EAGER_CASES[framework]
+    fns, cases = make_cases()
     samples = timeit({name: repeated(fn, loops) for name, fn in fns.items()}, rounds)
     for case, name, ref, limit in cases:
         compare(f"{framework} eager, per call", case, samples, name, ref, limit, per_call=loops)
