@@ -80,6 +80,13 @@ def finite(value: Any, where: str, name: str = "lambda_", symbol: str = "λ") ->
     return result
 
 
+def real(value: Any, where: str, name: str) -> float:
+    """A real Python number (not a bool) as a finite float: the drop-ins' hyperparameters."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{where}: {name} must be a real number, got {describe(value)}")
+    return finite(value, where, name, name)
+
+
 def not_scalar(lambda_: Any, where: str, framework: str) -> ValueError:
     """λ with dimensions. One element is refused too, not broadcast: see docs/migration.md."""
     if _one_element(lambda_):

@@ -665,6 +665,15 @@ def test_adapt_update_lambda_bad_input(keras: Any) -> None:
         model.fit(np.zeros((4, 1)), np.zeros((4,)), verbose=0, callbacks=[UpdateLambda()])
 
 
+@pytest.mark.parametrize("name", ["lambda_init", "lambda_max", "max_steps", "gamma"])
+def test_update_lambda_refuses_a_huge_int_with_gradrevs_error(keras: Any, name: str) -> None:
+    """Was: 10**400 raised a raw OverflowError from math.isfinite."""
+    from gradrev.compat.adapt import UpdateLambda
+
+    with pytest.raises(ValueError, match=rf"UpdateLambda: {name} must be finite"):
+        UpdateLambda(**{name: 10**400})
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("keras_backend", ["jax", "torch"])
 def test_adapt_update_lambda_on_other_keras_backends(keras_backend: str) -> None:
@@ -714,6 +723,15 @@ def test_every_drop_in_refuses_a_huge_int_alpha_with_gradrevs_error(torch: Any, 
     for fn in drop_in_functions(torch).values():
         with pytest.raises(ValueError, match=r"alpha must be finite, got int .*overflows"):
             fn(torch.ones(3, requires_grad=True), alpha)
+
+
+@pytest.mark.parametrize("name", ["alpha", "lo", "hi", "max_iters"])
+def test_tllib_warm_start_refuses_a_huge_int_with_gradrevs_error(torch: Any, name: str) -> None:
+    """Was: 10**400 raised a raw OverflowError from math.isfinite."""
+    from gradrev.compat.tllib import WarmStartGradientReverseLayer
+
+    with pytest.raises(ValueError, match=rf"WarmStartGradientReverseLayer: {name} must be finite"):
+        WarmStartGradientReverseLayer(**{name: 10**400})
 
 
 def test_tllib_integer_input_becomes_float32_as_in_tllib(torch: Any) -> None:

@@ -16,8 +16,6 @@ assert UpdateLambda(lambda_max=0.1).lambda_max == 0.1
 
 from __future__ import annotations
 
-import math
-import numbers
 from typing import Any
 
 try:
@@ -62,12 +60,7 @@ class UpdateLambda(keras.callbacks.Callback):  # type: ignore[misc]
             ("max_steps", max_steps),
             ("gamma", gamma),
         ):
-            if isinstance(value, bool) or not isinstance(value, numbers.Real):
-                raise TypeError(
-                    f"{where}: {name} must be a real number, got {_lambda.describe(value)}"
-                )
-            if not math.isfinite(value):
-                raise ValueError(f"{where}: {name} must be finite, got {value!r}")
+            _lambda.real(value, where, name)
         if max_steps <= 0:
             raise ValueError(f"{where}: max_steps must be > 0, got {max_steps!r}")
         for layer in layers:

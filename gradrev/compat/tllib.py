@@ -16,8 +16,6 @@ assert grl.iter_num == 0
 
 from __future__ import annotations
 
-import math
-import numbers
 from typing import Any
 
 try:
@@ -120,13 +118,7 @@ class WarmStartGradientReverseLayer(torch.nn.Module):
     def _coeff(self) -> float:
         where = "gradrev.compat.tllib.WarmStartGradientReverseLayer"
         for name in ("alpha", "lo", "hi", "max_iters", "iter_num"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, numbers.Real):
-                raise TypeError(
-                    f"{where}: {name} must be a real number, got {_lambda.describe(value)}"
-                )
-            if not math.isfinite(value):
-                raise ValueError(f"{where}: {name} must be finite, got {value!r}")
+            _lambda.real(getattr(self, name), where, name)
         if self.max_iters <= 0:
             raise ValueError(f"{where}: max_iters must be > 0, got {self.max_iters!r}")
         if not isinstance(self.auto_step, bool):
