@@ -1,14 +1,16 @@
 """The digits → digits-M conv net, written once over a dozen array operations.
 
 Each framework's module (``digits_torch``, ``digits_jax``, ...) supplies those operations,
-its autodiff and its ``GradientReversal`` layer; the arithmetic of the model, the BatchNorm
-and the SGD update is this file's, the same in every framework. Convolution is im2col (a
-gather of the 3×3 neighbourhoods, then one matrix product), BatchNorm and max pooling are
-written out, so no framework kernel with its own algorithm stands between the frameworks.
-NumPy is one more set of operations: evaluation runs there, on the trained weights.
+its autodiff step and its ``GradientReversal`` layer; the arithmetic of the model, the
+BatchNorm and the SGD update is this file's, and so is the training loop (``train``), the same
+in every framework. Every seed trains at once: each tensor has the seed as its first axis.
+Convolution is im2col (the nine shifted views of the zero-padded images, then one matrix
+product), BatchNorm and max pooling are written out, so no framework kernel with its own
+algorithm stands between the frameworks. NumPy is one more set of operations: evaluation runs
+there, on the trained weights.
 
 The recipe (Ganin et al., JMLR 2016, §5.2.2, with BatchNorm): per-image normalisation of the
-input; two blocks conv 3×3 → BatchNorm → ReLU → max-pool 2×2 to the features; a label head
+input, upsampled (nearest neighbour) to 16×16; two blocks conv 3×3 → BatchNorm → ReLU → max-pool 2×2 to the features; a label head
 (ReLU MLP, 10 classes) and, behind the GradientReversal layer, a domain head. Source and target
 batches pass the BatchNorm separately (each is normalised with its own statistics, and each
 updates the running statistics); evaluation uses the running statistics. SGD with momentum
