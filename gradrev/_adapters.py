@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from gradrev import _reference
+from gradrev import _reference, _registry
 
 Fn = Callable[[Any], Any]
 
@@ -56,7 +56,7 @@ class TorchAdapter:
     def vjp(self, fn: Fn, x: Any, g: Any, compiled: bool = False) -> np.ndarray:
         x = x.detach().requires_grad_(True)
         if compiled:
-            self.torch._dynamo.reset()  # a fresh cache: never silently fall back to eager
+            self.torch.compiler.reset()  # a fresh cache: never silently fall back to eager
             fn = self.torch.compile(fn, fullgraph=True)
         (gx,) = self.torch.autograd.grad(fn(x), x, g)
         return self.numpy(gx)
@@ -282,9 +282,17 @@ def devices(adapter: Any) -> list[str]:
     return ["cpu", "gpu"] if adapter.has_gpu() else ["cpu"]
 
 
+# One per built-in framework of gradrev/_registry.py, under its name.
 ADAPTERS: dict[str, Any] = {
     "torch": TorchAdapter,
     "jax": JaxAdapter,
     "tensorflow": TensorFlowAdapter,
     "mlx": MlxAdapter,
 }
+
+
+def adapter(name: str) -> Any:
+    """The conformance adapter of framework ``name``, built: a plug-in's is its ``Adapter``."""
+    if name in ADAPTERS:
+        return ADAPTERS[name]()
+    return _registry.get(name).load().Adapter()

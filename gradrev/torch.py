@@ -83,7 +83,8 @@ class GradientReversal(_layer.LambdaState, torch.nn.Module):
             return torch.ops.gradrev.reverse_lambda_tensor(x, lam)  # type: ignore[no-any-return]
         # The buffer itself, not `self.lam`: nn.Module.__getattr__ costs about 1 µs a call,
         # a sixth of the eager forward (issue 23).
-        lam = self._buffers["lam"]
+        # private API [torch-module-buffers]: docs/private-apis.md
+        lam = self._buffers["lam"]  # type: ignore[assignment]  # registered in __init__
         if lam.dtype != torch.float64:  # a wrapper cast it behind our back (FSDP1's buffer_dtype)
             lam = self._uncast(lam)
         elif _plain_eager(x) and lam.is_cpu and not lam.is_inference():
@@ -99,6 +100,7 @@ class GradientReversal(_layer.LambdaState, torch.nn.Module):
         """``float(lam)``, cached while the buffer is the same tensor at the same version (an
         in-place write, as ``load_state_dict`` makes, bumps the version)."""
         cached = self.__dict__.get("_eager_lambda")
+        # private API [torch-tensor-version]: docs/private-apis.md
         if cached is None or cached[0] is not lam or cached[1] != lam._version:
             cached = (lam, lam._version, float(lam))
             self.__dict__["_eager_lambda"] = cached
@@ -111,6 +113,7 @@ class GradientReversal(_layer.LambdaState, torch.nn.Module):
     def _put_lambda(self, value: float) -> None:
         # A new tensor, not fill_(): a compiled graph may have saved the old one for its
         # backward, and an in-place write would make that backward fail (or see the new λ).
+        # private API [torch-module-buffers]: docs/private-apis.md
         lam = self._buffers["lam"]
         device = lam.device if lam is not None else None
         self._buffers["lam"] = torch.tensor([value], dtype=torch.float64, device=device)
@@ -145,6 +148,7 @@ class GradientReversal(_layer.LambdaState, torch.nn.Module):
                 "(from functional_call or a rewritten buffer); pass float64"
             )
         exact = torch.tensor([self._value], dtype=torch.float64, device=lam.device)
+        # private API [torch-module-buffers]: docs/private-apis.md
         if lam is self._buffers.get("lam"):
             self._buffers["lam"] = exact  # FSDP1 rewrote .data: put λ back once
         return exact
@@ -160,18 +164,22 @@ class GradientReversal(_layer.LambdaState, torch.nn.Module):
             self._put_schedule(schedule)
             self._put_lambda(_layer.lambda_at(schedule, 0, _WHERE))
 
+    # private API [torch-module-apply]: docs/private-apis.md
     def _apply(self, fn: Callable[[torch.Tensor], torch.Tensor], recurse: bool = True) -> Any:
         # Module casts (.half(), .bfloat16(), .to(dtype), Lightning's precision plugins) reach
         # buffers only through this private hook. The state follows the device but keeps its
         # dtypes, or a bfloat16 cast would turn 0.3 into 0.30078125 and 1e5 into inf.
+        # private API [torch-module-buffers]: docs/private-apis.md
         before = {name: self._buffers[name] for name in ("lam", "steps", "schedule_config")}
         super()._apply(fn, recurse)  # type: ignore[no-untyped-call]
         for name, old in before.items():
+            # private API [torch-module-buffers]: docs/private-apis.md
             new = self._buffers[name]
             if old is not None and new is not None and new.dtype != old.dtype:
                 self._buffers[name] = old.to(new.device)
         return self
 
+    # private API [torch-load-from-state-dict]: docs/private-apis.md
     def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
         # Every load (assign=True included) goes through the constructor's checks, and
         # restores λ, the step count and the schedule together: all are checked before any
@@ -179,7 +187,7 @@ class GradientReversal(_layer.LambdaState, torch.nn.Module):
         lam, steps, config = (
             _restored_tensor(state_dict, prefix, key) for key in ("lam", "steps", "schedule_config")
         )
-        extra = state_dict.pop(prefix + "_extra_state", None)  # gradrev <= 0.2 saved a dict
+        extra = state_dict.pop(prefix + "_extra_state", None)  # gradrev 0.1 saved a dict
         value = schedule = None
         if lam is not None:
             value = _layer.restored_lambda(_one_number(lam, "lam"), "float64", _WHERE)
@@ -202,6 +210,7 @@ class GradientReversal(_layer.LambdaState, torch.nn.Module):
         if value is not None:
             self._value = value
 
+    # private API [torch-save-to-state-dict]: docs/private-apis.md
     def _save_to_state_dict(
         self, destination: dict[str, Any], prefix: str, keep_vars: bool
     ) -> None:
@@ -271,6 +280,7 @@ def _plain_eager(x: Any) -> bool:
         isinstance(x, torch.Tensor)
         and not _is_compiling()
         and not _is_tracing()
+        # private API [torch-forward-ad-level]: docs/private-apis.md
         and forward_ad._current_level < 0
         and not _functorch_active()
         and _saved_tensors_hooks(False) is None
@@ -279,7 +289,10 @@ def _plain_eager(x: Any) -> bool:
 
 # Bound once: the eager forward calls them on every call.
 _is_compiling = torch.compiler.is_compiling
+# private API [torch-is-tracing]: docs/private-apis.md
 _is_tracing = torch._C._is_tracing
+# private API [torch-functorch-active]: docs/private-apis.md
 _functorch_active = torch._C._are_functorch_transforms_active
 # The innermost torch.autograd.graph.saved_tensors_hooks, None when none is active.
+# private API [torch-saved-tensor-hooks]: docs/private-apis.md
 _saved_tensors_hooks = torch._C._autograd._top_saved_tensors_default_hooks

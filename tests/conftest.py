@@ -11,23 +11,19 @@ import importlib.metadata
 import importlib.util
 import os
 import re
+import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from gradrev._adapters import ADAPTERS
+from gradrev import _adapters, _registry
 
-BACKENDS = tuple(ADAPTERS)
+BACKENDS = tuple(fw.name for fw in _registry.BUILTINS)
 DEVICES = ("cpu", "gpu")
-_MODULE = {"torch": "torch", "jax": "jax", "tensorflow": "tensorflow", "mlx": "mlx"}
 
-# Known conflict (docs/install.md): triton (torch >= 2.14's CUDA builds ship it) segfaults
-# when it loads after TensorFlow, as torch.compile makes it do. Loaded first, both work.
-if "tensorflow" not in sys.modules and all(
-    importlib.util.find_spec(m) for m in ("triton", "tensorflow")
-):
-    import triton  # noqa: F401
+_registry.triton_before_tensorflow()
 
 
 def requested_backends() -> tuple[str, ...] | None:
@@ -44,7 +40,7 @@ def requested_backends() -> tuple[str, ...] | None:
 
 
 def installed(name: str) -> bool:
-    return importlib.util.find_spec(_MODULE[name]) is not None
+    return _registry.installed(name)
 
 
 def skip_reason(*names: str) -> str | None:
@@ -133,7 +129,7 @@ def lacks(capability: str) -> str | None:
 
 @functools.cache
 def adapter_for(name: str) -> Any:
-    return ADAPTERS[name]()
+    return _adapters.adapter(name)
 
 
 @pytest.fixture(params=[_backend_param(n) for n in BACKENDS])
@@ -150,6 +146,50 @@ def device(request: pytest.FixtureRequest) -> str:
 @pytest.fixture(params=[False, True], ids=["eager", "compiled"])
 def compiled(request: pytest.FixtureRequest) -> bool:
     return bool(request.param)
+
+
+# One process has one Keras backend (KERAS_BACKEND is read at import), so the Keras tests of
+# the other backends run in a child pytest per backend, with this variable set in the child.
+KERAS_CHILD = "GRADREV_KERAS_CHILD"
+
+
+def run_keras_child(
+    keras_backend: str, *files: Path, select: str = "keras", needs: tuple[str, ...] = ()
+) -> str:
+    """Run ``files``' tests selected by ``-k select`` in a child pytest on one Keras backend;
+    fail with its output unless they pass. Returns the child's summary line.
+
+    Skips inside a child, and where Keras, ``keras_backend`` or a module in ``needs`` is
+    missing."""
+    if os.environ.get(KERAS_CHILD):
+        pytest.skip("already in a Keras child process")
+    for module in ("keras", *needs):
+        if importlib.util.find_spec(module) is None:
+            pytest.skip(f"{module} is not installed")
+    if not installed(keras_backend):
+        pytest.skip(f"{keras_backend} is not installed")
+    env = {
+        **os.environ,
+        KERAS_CHILD: "1",
+        "KERAS_BACKEND": keras_backend,
+        "TF_CPP_MIN_LOG_LEVEL": "3",
+    }
+    proc = subprocess.run(
+        [
+            *(sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-k", select),
+            *map(str, files),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=Path(__file__).parent.parent,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+    # The summary line alone: a framework's warning text may itself say "failed".
+    summary = proc.stdout.strip().splitlines()[-1]
+    assert " passed" in summary and " failed" not in summary, proc.stdout[-4000:]
+    return summary
 
 
 def pytest_configure(config: pytest.Config) -> None:

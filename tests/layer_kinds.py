@@ -1,8 +1,11 @@
 """One adapter per layer kind, so the layer contract in test_layers.py reads the same for all.
 
-Every adapter works on float32 NumPy arrays and exposes: make, grad (a vector-Jacobian
-product through the layer), weight_grad (for a one-step SGD update), get/set λ, step,
-roundtrip (serialize and restore) and traces (compile count over a list of λ values).
+Every kind derives from LayerKind, which holds what the kinds share; a kind overrides only
+what its framework does differently. Every adapter works on float32 NumPy arrays and
+exposes: make, grad (a vector-Jacobian product through the layer), weight_grad (for a
+one-step SGD update), get/set λ, step, roundtrip (serialize and restore) and traces (compile
+count over a list of λ values). It is the LayerAdapter that gradrev.testing.certify_layer
+drives, plus what gradrev's own tests need.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ import contextlib
 import io
 import os
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -46,9 +49,59 @@ def _vjp_later(adapter: Any, fn: Any, x: np.ndarray) -> Finish:
     return lambda g: a.numpy(tape.gradient(y, xt, output_gradients=a.tensor(g)))
 
 
-class TorchKind:
-    name = "torch"
+class LayerKind:
+    """What every layer kind shares: a stateful ``GradientReversal(lambda_, schedule=...)``
+    whose λ is ``layer.lambda_``, stepped by ``layer.step()``, differentiated through the
+    adapter (gradrev/_adapters.py) of its framework, under one precision set-up."""
+
+    name: str
+    needs: str  # the module the layer needs; the kind is skipped where it is missing
     has_state = True
+    SETUPS: tuple[str, ...] = ("default",)
+    storage = "float64"
+    cls: Any  # the layer class
+    adapter: Any  # tensors in, gradients out, as NumPy
+
+    def make(self, lambda_: float | None = None, schedule: Any = None) -> Any:
+        return self.cls(lambda_, schedule=schedule)
+
+    def supports(self, setup: str, dtype: str) -> bool:
+        return True
+
+    def context(self, setup: str) -> Any:
+        return contextlib.nullcontext()
+
+    def made_under(self, setup: str, lambda_: float) -> Any:
+        return self.make(lambda_)
+
+    def _call(self, layer: Any, x: Any) -> Any:
+        return layer(x)
+
+    def forward(self, layer: Any, x: np.ndarray) -> Finish:
+        return _vjp_later(self.adapter, lambda a: self._call(layer, a), x)
+
+    def grad(self, layer: Any, x: np.ndarray, g: np.ndarray) -> np.ndarray:
+        return self.forward(layer, x)(g)
+
+    def get(self, layer: Any) -> float:
+        return float(layer.lambda_)
+
+    def set(self, layer: Any, value: float) -> None:
+        layer.lambda_ = value
+
+    def step(self, layer: Any) -> float:
+        return float(layer.step())
+
+    def roundtrip(self, layer: Any) -> Any:
+        """Save the layer's state as users do, and load it into a layer built plainly."""
+        raise NotImplementedError(f"{self.name} has no saved state")
+
+    def restore_into_plain(self, layer: Any) -> Any:
+        return self.roundtrip(layer)
+
+
+class TorchKind(LayerKind):
+    name = needs = "torch"
     # Precision set-ups: how users cast a model. "bf16-true" is what Lightning's
     # precision="bf16-true" does: bfloat16 default dtype while the model is built, then
     # module.to(torch.bfloat16).
@@ -72,16 +125,6 @@ class TorchKind:
         self.torch, self.cls = torch, GradientReversal
         self.adapter = ADAPTERS["torch"]()
 
-    def make(self, lambda_: float | None = None, schedule: Any = None) -> Any:
-        return self.cls(lambda_, schedule=schedule)
-
-    def supports(self, setup: str, dtype: str) -> bool:
-        return True
-
-    @contextlib.contextmanager
-    def context(self, setup: str) -> Iterator[None]:
-        yield
-
     def made_under(self, setup: str, lambda_: float) -> Any:
         t = self.torch
         if setup == "bf16-true":
@@ -99,27 +142,12 @@ class TorchKind:
             return layer.to(getattr(t, setup[4:-1]))
         return getattr(layer, setup[1:-2])()
 
-    def grad(self, layer: Any, x: np.ndarray, g: np.ndarray) -> np.ndarray:
-        return self.forward(layer, x)(g)
-
-    def forward(self, layer: Any, x: np.ndarray) -> Finish:
-        return _vjp_later(self.adapter, layer, x)
-
     def weight_grad(self, layer: Any, w: np.ndarray, x: np.ndarray, c: np.ndarray) -> np.ndarray:
         wt = self.torch.tensor(w, requires_grad=True)
         h = wt * self.torch.tensor(x)
         out = layer(h) if layer is not None else h
         (out * self.torch.tensor(c)).sum().backward()
         return wt.grad.numpy()
-
-    def get(self, layer: Any) -> float:
-        return float(layer.lambda_)
-
-    def set(self, layer: Any, value: float) -> None:
-        layer.lambda_ = value
-
-    def step(self, layer: Any) -> float:
-        return float(layer.step())
 
     def steps(self, layer: Any) -> int:
         return int(layer.steps)
@@ -131,8 +159,6 @@ class TorchKind:
         fresh = self.cls()
         fresh.load_state_dict(self.torch.load(buf, weights_only=True))
         return fresh
-
-    restore_into_plain = roundtrip  # roundtrip already loads into a layer built plainly
 
     def restore_into(self, layer: Any, target: Any) -> Any:
         buf = io.BytesIO()
@@ -162,11 +188,13 @@ class TorchKind:
         return int(counter.frame_count)
 
 
-class _JaxSetups:
+class _JaxKind(LayerKind):
     """JAX precision set-ups: 64-bit types enabled (float64 λ) or not (float32 λ, no float64)."""
 
+    needs = "flax"
     SETUPS = ("x64", "x32")
     storage = "float64"  # in this process the JAX adapter enables x64
+    jax: Any
 
     def supports(self, setup: str, dtype: str) -> bool:
         return not (setup == "x32" and dtype == "float64")
@@ -174,10 +202,16 @@ class _JaxSetups:
     def context(self, setup: str) -> Any:
         return x64(self.jax, setup == "x64")
 
+    def weight_grad(self, layer: Any, w: np.ndarray, x: np.ndarray, c: np.ndarray) -> np.ndarray:
+        def loss(w: Any) -> Any:
+            h = w * x
+            return ((self._call(layer, h) if layer is not None else h) * c).sum()
 
-class NnxKind(_JaxSetups):
+        return np.asarray(self.jax.grad(loss)(self.jax.numpy.asarray(w)))
+
+
+class NnxKind(_JaxKind):
     name = "nnx"
-    has_state = True
 
     def __init__(self) -> None:
         import jax
@@ -187,34 +221,6 @@ class NnxKind(_JaxSetups):
 
         self.jax, self.nnx, self.cls = jax, nnx, GradientReversal
         self.adapter = ADAPTERS["jax"]()
-
-    def make(self, lambda_: float | None = None, schedule: Any = None) -> Any:
-        return self.cls(lambda_, schedule=schedule)
-
-    def made_under(self, setup: str, lambda_: float) -> Any:
-        return self.make(lambda_)
-
-    def grad(self, layer: Any, x: np.ndarray, g: np.ndarray) -> np.ndarray:
-        return self.forward(layer, x)(g)
-
-    def forward(self, layer: Any, x: np.ndarray) -> Finish:
-        return _vjp_later(self.adapter, layer, x)
-
-    def weight_grad(self, layer: Any, w: np.ndarray, x: np.ndarray, c: np.ndarray) -> np.ndarray:
-        def loss(w: Any) -> Any:
-            h = w * x
-            return ((layer(h) if layer is not None else h) * c).sum()
-
-        return np.asarray(self.jax.grad(loss)(self.jax.numpy.asarray(w)))
-
-    def get(self, layer: Any) -> float:
-        return float(layer.lambda_)
-
-    def set(self, layer: Any, value: float) -> None:
-        layer.lambda_ = value
-
-    def step(self, layer: Any) -> float:
-        return float(layer.step())
 
     def steps(self, layer: Any) -> int:
         return int(layer.steps[...])
@@ -258,7 +264,7 @@ class NnxKind(_JaxSetups):
         return len(count)
 
 
-class LinenKind(_JaxSetups):
+class LinenKind(_JaxKind):
     """Linen is stateless: λ is a field, overridden per call; there is no step or schedule."""
 
     name = "linen"
@@ -275,21 +281,8 @@ class LinenKind(_JaxSetups):
     def make(self, lambda_: float | None = None, schedule: Any = None) -> Any:
         return {"module": self.cls(1.0 if lambda_ is None else lambda_), "lambda_": None}
 
-    def made_under(self, setup: str, lambda_: float) -> Any:
-        return self.make(lambda_)
-
     def _call(self, layer: Any, x: Any) -> Any:
         return layer["module"].apply({}, x, lambda_=layer["lambda_"])
-
-    def grad(self, layer: Any, x: np.ndarray, g: np.ndarray) -> np.ndarray:
-        return _vjp_later(self.adapter, lambda a: self._call(layer, a), x)(g)
-
-    def weight_grad(self, layer: Any, w: np.ndarray, x: np.ndarray, c: np.ndarray) -> np.ndarray:
-        def loss(w: Any) -> Any:
-            h = w * x
-            return ((self._call(layer, h) if layer is not None else h) * c).sum()
-
-        return np.asarray(self.jax.grad(loss)(self.jax.numpy.asarray(w)))
 
     def get(self, layer: Any) -> float:
         lam = layer["lambda_"]
@@ -313,11 +306,10 @@ class LinenKind(_JaxSetups):
         return len(count)
 
 
-class KerasKind:
+class KerasKind(LayerKind):
     """The Keras layer on whichever backend KERAS_BACKEND selects in this process."""
 
-    name = "keras"
-    has_state = True
+    name = needs = "keras"
     # Precision set-ups: the global dtype policy the layer is built under. On JAX, "x32"
     # builds and runs it without jax_enable_x64 (float32 λ, no float64 inputs).
     SETUPS = ("float32", "mixed_float16", "mixed_bfloat16", "bfloat16", "float64", "x32")
@@ -331,9 +323,6 @@ class KerasKind:
         self.keras, self.cls, self.scheduler = keras, GradientReversal, LambdaScheduler
         self.backend = keras.backend.backend()
         self.adapter = ADAPTERS[self.backend]()
-
-    def make(self, lambda_: float | None = None, schedule: Any = None) -> Any:
-        return self.cls(lambda_, schedule=schedule)
 
     def supports(self, setup: str, dtype: str) -> bool:
         return setup != "x32" or (self.backend == "jax" and dtype != "float64")
@@ -351,15 +340,6 @@ class KerasKind:
         finally:
             self.keras.config.set_dtype_policy(policy)
 
-    def _vjp(self, fn: Any, x: np.ndarray, g: np.ndarray) -> np.ndarray:
-        return _vjp_later(self.adapter, fn, x)(g)
-
-    def grad(self, layer: Any, x: np.ndarray, g: np.ndarray) -> np.ndarray:
-        return self._vjp(layer, x, g)
-
-    def forward(self, layer: Any, x: np.ndarray) -> Finish:
-        return _vjp_later(self.adapter, layer, x)
-
     def fit(self, layer: Any, batches: int, epochs: int, steps_per_execution: int) -> None:
         """Keras fit, one sample per batch, with LambdaScheduler stepping ``layer``."""
         keras = self.keras
@@ -373,17 +353,8 @@ class KerasKind:
 
     def weight_grad(self, layer: Any, w: np.ndarray, x: np.ndarray, c: np.ndarray) -> np.ndarray:
         # d/dw sum(c * layer(w * x)) at w, taken as a VJP with cotangent c, times x.
-        cot = self._vjp(lambda h: layer(h) if layer is not None else h, w * x, c)
+        cot = _vjp_later(self.adapter, lambda h: layer(h) if layer is not None else h, w * x)(c)
         return cot * x
-
-    def get(self, layer: Any) -> float:
-        return float(layer.lambda_)
-
-    def set(self, layer: Any, value: float) -> None:
-        layer.lambda_ = value
-
-    def step(self, layer: Any) -> float:
-        return float(layer.step())
 
     def steps(self, layer: Any) -> int:
         return int(self.keras.ops.convert_to_numpy(layer.steps.value))
@@ -396,8 +367,6 @@ class KerasKind:
             model.save(path)
             loaded = self.keras.saving.load_model(path, safe_mode=True)
         return next(lr for lr in loaded.layers if isinstance(lr, self.cls))
-
-    restore_into_plain = roundtrip  # the schedule travels in the .keras config
 
     def restore_into(self, layer: Any, target: Any) -> Any:
         return self.roundtrip(layer)  # a .keras file builds its layers from its own config
@@ -445,12 +414,11 @@ class KerasKind:
         return 1 + len(calls)  # the warm-up fit traced once; the 12-λ fit must add nothing
 
 
-class MlxKind:
+class MlxKind(LayerKind):
     """The mlx.nn layer. MLX differentiates a function (forward and backward in one call), so a
     change "between forward and backward" is one made inside that function, after the layer."""
 
-    name = "mlx"
-    has_state = True
+    name = needs = "mlx"
     # Precision set-ups: the ways an MLX model is cast, on the layer alone or on a model
     # holding it (whose update writes into the layer), and weights loaded from a cast file.
     SETUPS = (
@@ -474,15 +442,6 @@ class MlxKind:
         self.mx, self.nn, self.cls = mx, nn, GradientReversal
         self.adapter = ADAPTERS["mlx"]()
 
-    def make(self, lambda_: float | None = None, schedule: Any = None) -> Any:
-        return self.cls(lambda_, schedule=schedule)
-
-    def supports(self, setup: str, dtype: str) -> bool:
-        return True
-
-    def context(self, setup: str) -> Any:
-        return contextlib.nullcontext()
-
     def made_under(self, setup: str, lambda_: float) -> Any:
         mx, layer = self.mx, self.make(lambda_)
         if setup == "default":
@@ -503,9 +462,6 @@ class MlxKind:
         predicate = {"predicate": None} if "predicate=None" in setup else {}
         layer.set_dtype(dtype, **predicate)
         return layer
-
-    def grad(self, layer: Any, x: np.ndarray, g: np.ndarray) -> np.ndarray:
-        return self.forward(layer, x)(g)
 
     def forward(self, layer: Any, x: np.ndarray) -> Finish:
         """The layer's forward with its state now; changes made before ``finish`` are replayed
@@ -538,15 +494,6 @@ class MlxKind:
 
         return np.array(mx.grad(loss)(mx.array(w)))
 
-    def get(self, layer: Any) -> float:
-        return float(layer.lambda_)
-
-    def set(self, layer: Any, value: float) -> None:
-        layer.lambda_ = value
-
-    def step(self, layer: Any) -> float:
-        return float(layer.step())
-
     def steps(self, layer: Any) -> int:
         return int(layer.steps.item())
 
@@ -555,8 +502,6 @@ class MlxKind:
             path = os.path.join(tmp, "weights.safetensors")
             layer.save_weights(path)
             return self.cls().load_weights(path)
-
-    restore_into_plain = roundtrip  # the schedule's config is one of the saved arrays
 
     def restore_into(self, layer: Any, target: Any) -> Any:
         with tempfile.TemporaryDirectory() as tmp:
@@ -592,10 +537,6 @@ class MlxKind:
         return len(count)
 
 
-KINDS = {
-    "torch": TorchKind,
-    "nnx": NnxKind,
-    "linen": LinenKind,
-    "keras": KerasKind,
-    "mlx": MlxKind,
+KINDS: dict[str, type[LayerKind]] = {
+    kind.name: kind for kind in (TorchKind, NnxKind, LinenKind, KerasKind, MlxKind)
 }

@@ -11,14 +11,13 @@ import copy
 import importlib
 import importlib.util
 import os
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from conftest import run_keras_child
 
 DTYPES = ("float16", "bfloat16", "float32", "float64")
 ALPHAS = (1.0, 0.5, 0.1, 30.0, 1 / 3, 1e-3, 2)
@@ -670,27 +669,8 @@ def test_adapt_update_lambda_bad_input(keras: Any) -> None:
 @pytest.mark.parametrize("keras_backend", ["jax", "torch"])
 def test_adapt_update_lambda_on_other_keras_backends(keras_backend: str) -> None:
     """The tests above on the JAX and PyTorch Keras backends, one subprocess each."""
-    if os.environ.get("GRADREV_COMPAT_KERAS_CHILD"):
-        pytest.skip("already in a Keras child process")
-    for module in ("keras", "tensorflow", keras_backend):
-        if importlib.util.find_spec(module) is None:
-            pytest.skip(f"{module} is not installed")
-    env = {
-        **os.environ,
-        "GRADREV_COMPAT_KERAS_CHILD": "1",
-        "KERAS_BACKEND": keras_backend,
-        "TF_CPP_MIN_LOG_LEVEL": "3",
-    }
-    proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-k", "adapt", __file__],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=Path(__file__).parent.parent,
-        timeout=600,
-    )
-    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
-    assert "4 passed" in proc.stdout, proc.stdout[-2000:]
+    summary = run_keras_child(keras_backend, Path(__file__), select="adapt", needs=("tensorflow",))
+    assert summary.startswith("4 passed"), summary
 
 
 # --- Every drop-in's edge (issue 20) ------------------------------------------------------

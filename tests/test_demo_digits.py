@@ -120,7 +120,7 @@ def torch_runs(problem: object) -> dict[str, object]:
     }
 
 
-@pytest.mark.parametrize("backend", ["torch", "jax", "tensorflow", "mlx"])
+@pytest.mark.parametrize("backend", demo.BACKENDS)
 def test_tiny_run_agrees_with_torch_in_float64(
     backend: str, problem: object, torch_runs: dict[str, object]
 ) -> None:

@@ -3,12 +3,12 @@ machine passes every check, and each deliberately broken variant fails the check
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import pytest
+from layer_kinds import LayerKind
 
 from gradrev import _layer
 from gradrev.testing import LAYER_CHECKS, LayerCheckError, certify_layer, run_layer_check
@@ -50,39 +50,15 @@ class Toy(_layer.LambdaState):
         self._put_schedule(_layer.schedule_from_config(state["schedule"]))
 
 
-class ToyAdapter:
-    name, has_state, SETUPS = "toy", True, ("default",)
+class ToyAdapter(LayerKind):
+    name = "toy"
 
     def __init__(self, cls: type[Toy] = Toy) -> None:
         self.cls = cls
 
-    def make(self, lambda_: float | None = None, schedule: Any = None) -> Any:
-        return self.cls(lambda_, schedule=schedule)
-
     def forward(self, layer: Any, x: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
         lam = layer.lambda_
         return lambda g: _reference_grad(g, lam)
-
-    def grad(self, layer: Any, x: np.ndarray, g: np.ndarray) -> np.ndarray:
-        return self.forward(layer, x)(g)
-
-    def get(self, layer: Any) -> float:
-        return float(layer.lambda_)
-
-    def set(self, layer: Any, value: float) -> None:
-        layer.lambda_ = value
-
-    def made_under(self, setup: str, lambda_: float) -> Any:
-        return self.make(lambda_)
-
-    def context(self, setup: str) -> Any:
-        return contextlib.nullcontext()
-
-    def supports(self, setup: str, dtype: str) -> bool:
-        return True
-
-    def step(self, layer: Any) -> float:
-        return float(layer.step())
 
     def steps(self, layer: Any) -> int:
         return int(layer._get_steps())

@@ -4,22 +4,18 @@ its three backends (each in a subprocess, since a process has one Keras backend)
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-from conftest import installed
+from conftest import KERAS_CHILD, run_keras_child
 from layer_kinds import KINDS, x64
 
-from gradrev import _reference, schedules
+from gradrev import _reference, _registry, schedules
 from gradrev.testing import LAYER_CHECKS, run_layer_check
 
-KERAS_CHILD = "GRADREV_KERAS_CHILD"  # set in the subprocess that tests one Keras backend
-_NEEDS = {"torch": "torch", "nnx": "flax", "linen": "flax", "keras": "keras", "mlx": "mlx"}
 LAMBDAS = [0.0, 0.3, -0.7, 1.0, 2.5, 0.125, -3.0, 1e-3, 0.9, 0.5, 7.0, 0.25]
 
 
@@ -30,14 +26,13 @@ def kind_param(name: str) -> Any:
     if name != "keras" and os.environ.get(KERAS_CHILD):
         return pytest.param(name, marks=pytest.mark.skip(reason="Keras child process"))
     if importlib_missing(name):
-        return pytest.param(name, marks=pytest.mark.skip(reason=f"{_NEEDS[name]} is not installed"))
+        reason = f"{KINDS[name].needs} is not installed"
+        return pytest.param(name, marks=pytest.mark.skip(reason=reason))
     return name
 
 
 def importlib_missing(name: str) -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec(_NEEDS[name]) is None
+    return not _registry.importable(KINDS[name].needs)
 
 
 @pytest.fixture(params=[kind_param(n) for n in KINDS])
@@ -167,40 +162,6 @@ def test_zero_and_negative_lambda_give_the_bits_of_reverse(kind: Any, lam: float
         assert np.copysign(1.0, kind.get(layer)) == np.copysign(1.0, lam), how
         got = kind.grad(layer, x, SIGNED)
         assert got.dtype == want.dtype and _reference.same_bits(got, want).all(), (how, got, want)
-
-
-def run_keras_child(keras_backend: str, *files: Path, select: str = "keras") -> None:
-    """Run ``files``' tests selected by ``select`` in a subprocess on one Keras backend."""
-    if os.environ.get(KERAS_CHILD):
-        pytest.skip("already in a Keras child process")
-    for module in ("keras", keras_backend):
-        if (
-            not installed(module)
-            if module in ("torch", "jax", "tensorflow")
-            else importlib_missing("keras")
-        ):
-            pytest.skip(f"{module} is not installed")
-    env = {
-        **os.environ,
-        KERAS_CHILD: "1",
-        "KERAS_BACKEND": keras_backend,
-        "TF_CPP_MIN_LOG_LEVEL": "3",
-    }
-    proc = subprocess.run(
-        [
-            *(sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-k", select),
-            *map(str, files),
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=Path(__file__).parent.parent,
-        timeout=600,
-    )
-    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
-    # The summary line alone: a framework's warning text may itself say "failed".
-    summary = proc.stdout.strip().splitlines()[-1]
-    assert " passed" in summary and " failed" not in summary, proc.stdout[-4000:]
 
 
 @pytest.mark.slow

@@ -10,7 +10,7 @@ from typing import Any
 import hypothesis.extra.numpy as hnp
 import numpy as np
 import pytest
-from conftest import lacks
+from conftest import KERAS_CHILD, lacks, run_keras_child
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_parity import DTYPES, assert_same_bits, expected, reversed_grad
@@ -469,7 +469,7 @@ def test_fuzzed_state_into_the_layer_loaders(
 
 
 @pytest.mark.skipif(
-    not __import__("os").environ.get("GRADREV_KERAS_CHILD"),
+    not __import__("os").environ.get(KERAS_CHILD),
     reason="runs in a Keras child process per backend (test_fuzzed_keras_loaders)",
 )
 @settings(max_examples=80, deadline=None, suppress_health_check=list(HealthCheck))
@@ -500,7 +500,5 @@ def test_fuzzed_state_into_keras_set_weights(lam: np.ndarray, steps: np.ndarray)
 @pytest.mark.parametrize("keras_backend", ["tensorflow", "jax", "torch"])
 def test_fuzzed_keras_loaders(keras_backend: str) -> None:
     from pathlib import Path
-
-    from test_layers import run_keras_child
 
     run_keras_child(keras_backend, Path(__file__), select="fuzzed_state_into_keras_set_weights")

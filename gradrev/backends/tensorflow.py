@@ -9,6 +9,8 @@ from typing import Any
 try:
     import numpy as np
     import tensorflow as tf
+
+    # private API [tf-eager-record]: docs/private-apis.md
     from tensorflow.python.eager import record as _record
 except ImportError as e:  # pragma: no cover - exercised in a subprocess
     from gradrev._install import missing
@@ -16,6 +18,7 @@ except ImportError as e:  # pragma: no cover - exercised in a subprocess
     raise missing(__name__, "tensorflow", e) from e
 
 from gradrev import _lambda
+from gradrev.backends import ScheduleMath
 
 __all__ = ["is_tensor", "reverse"]
 
@@ -55,6 +58,7 @@ def reverse(x: tf.Tensor, lambda_: float | tf.Tensor = 1.0) -> tf.Tensor:
     if tf.executing_eagerly():
         # Eagerly, only tapes and accumulators can take the gradient, and they read the
         # record alone: the custom_gradient serves symbolic gradients of traced functions.
+        # private API [tf-eager-record]: docs/private-apis.md
         if not _record.could_possibly_record():
             return x  # nothing records: the identity
         return _record_for_tapes(x, x, neg_lambda)
@@ -80,6 +84,7 @@ def _record_for_tapes(y: tf.Tensor, x: tf.Tensor, neg_lambda: tf.Tensor) -> tf.T
     ``_reverse`` still carries the graph-level gradient override that symbolic gradients of
     a traced function use.
     """
+    # private API [tf-eager-record]: docs/private-apis.md
     with _record.stop_recording():
         out = tf.identity(y)
     _record.record_operation("GradReverse", [out], [x], lambda g: [_scale(g, neg_lambda)])
@@ -127,3 +132,20 @@ def _make_constant(value: float, dtype: tf.DType) -> tf.Tensor:
     # Via NumPy: TensorFlow's eager cache of scalar constants keys on the Python value, and
     # 0.0 == -0.0, so tf.constant(-0.0) can return a cached +0.0 and flip the zeros' signs.
     return tf.constant(np.asarray(value, dtype.as_numpy_dtype))
+
+
+# -- What the tools and schedules read (gradrev/_registry.py): devices, schedule math --
+
+
+def devices() -> list[str]:
+    """The logical devices TensorFlow sees, CPU first."""
+    return [d.name for d in tf.config.list_logical_devices()]
+
+
+def schedule_math() -> ScheduleMath:
+    return ScheduleMath(
+        lambda s: tf.cast(s, tf.float32),
+        lambda p: tf.clip_by_value(p, 0.0, 1.0),
+        tf.exp,
+        lambda s: tf.maximum(s, 0.0),
+    )

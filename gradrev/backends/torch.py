@@ -8,6 +8,8 @@ from typing import Any
 
 try:
     import torch
+
+    # private API [torch-unwrap-if-dead]: docs/private-apis.md
     from torch._C._functorch import unwrap_if_dead
     from torch.autograd import forward_ad
 except ImportError as e:  # pragma: no cover - exercised in a subprocess
@@ -16,6 +18,7 @@ except ImportError as e:  # pragma: no cover - exercised in a subprocess
     raise missing(__name__, "torch", e) from e
 
 from gradrev import _lambda
+from gradrev.backends import ScheduleMath
 
 __all__ = ["GradReverse", "is_tensor", "reverse"]
 
@@ -64,24 +67,30 @@ def reverse(x: torch.Tensor, lambda_: float | torch.Tensor = 1.0) -> torch.Tenso
     if not _carries_gradient(x):
         return x  # integers and bools carry no gradient: pass through untouched
     if compiling:
-        if forward_ad._current_level >= 0 or torch._C._are_functorch_transforms_active():
+        # private API [torch-forward-ad-level], [torch-functorch-active]: docs/private-apis.md
+        if forward_ad._current_level >= 0 or _functorch_active():
             raise _no_compiled_transform()
         if _is_exporting() and not _onnx_exporting():
             return _recorded(x, lam)
         return _GradReverseCompiled.apply(x, lam)  # type: ignore[no-untyped-call,no-any-return]
+    # private API [torch-forward-ad-level]: docs/private-apis.md
     if forward_ad._current_level >= 0:
         return _GradReverseDual.apply(x, lam)  # type: ignore[no-untyped-call,no-any-return]
+    # private API [torch-functorch-active]: docs/private-apis.md
     if _functorch_active():
         return GradReverse.apply(x, lam)  # type: ignore[no-untyped-call,no-any-return]
     # torch.jit.is_tracing() without its is_scripting() check, which costs 40 ns a call.
+    # private API [torch-is-tracing]: docs/private-apis.md
     if _is_tracing() and not _onnx_exporting():
         return _recorded(x, lam)
     # Outside torch.func transforms, Function.apply only binds default arguments through
     # inspect.signature (about 15 µs per call for the setup_context form), unwraps tensors
     # that a finished torch.func transform left wrapped, and then makes this very call.
     # Skipping the binding makes the forward 4x cheaper.
+    # private API [torch-unwrap-if-dead]: docs/private-apis.md
     if isinstance(lam, torch.Tensor):
         lam = unwrap_if_dead(lam)
+    # private API [torch-apply-bypass], [torch-unwrap-if-dead]: docs/private-apis.md
     return _apply_eagerly(unwrap_if_dead(x), lam)  # type: ignore[no-untyped-call,no-any-return]
 
 
@@ -102,6 +111,7 @@ def reverse_eagerly(x: torch.Tensor, lambda_: float) -> torch.Tensor:
         raise _not_dense(x)
     if not _carries_gradient(x):
         return x
+    # private API [torch-apply-bypass], [torch-unwrap-if-dead]: docs/private-apis.md
     return _apply_eagerly(unwrap_if_dead(x), lambda_)  # type: ignore[no-untyped-call,no-any-return]
 
 
@@ -174,9 +184,13 @@ def _no_compiled_transform() -> RuntimeError:
     )
 
 
+# private API [torch-apply-bypass]: docs/private-apis.md
 _apply_eagerly = super(torch.autograd.Function, GradReverse).apply
 # Bound once: each saves an attribute lookup on every eager call.
+# private API [torch-functorch-active]: docs/private-apis.md
 _functorch_active = torch._C._are_functorch_transforms_active
+# private API [torch-is-tracing]: docs/private-apis.md (torch.jit.is_tracing() adds an
+# is_scripting() call: 40 ns on every call)
 _is_tracing = torch._C._is_tracing
 
 
@@ -217,6 +231,7 @@ def _op_name(lambda_: Any) -> str:
 
 def _check_op_call(x: torch.Tensor, lambda_: Any, where: str) -> None:
     _check_op_lambda(x, lambda_, where)
+    # private API [torch-forward-ad-level]: docs/private-apis.md
     if forward_ad._current_level >= 0:
         # torch.func.jvp and forward_ad.dual_level reach the kernel with the tangent already
         # stripped: the operator has no forward-mode formula, and would give a zero tangent.
@@ -305,6 +320,7 @@ def _check_lambda_traced(lambda_: Any, x: torch.Tensor) -> float | torch.Tensor:
     try:
         return _check_lambda(lambda_, x)
     except (TypeError, ValueError) as e:
+        # private API [torch-assert]: docs/private-apis.md
         torch._assert(False, str(e))  # type: ignore[no-untyped-call]
         raise
 
@@ -329,4 +345,22 @@ def _not_dense(x: torch.Tensor) -> TypeError:
         f"gradrev.reverse: x must be a dense (strided, not nested) torch.Tensor, got a {kind} "
         f"torch.Tensor (layout {x.layout}); reverse x.to_dense(), or the nested tensor's "
         "values()"
+    )
+
+
+# -- What the tools and schedules read (gradrev/_registry.py): devices, schedule math --
+
+
+def devices() -> list[str]:
+    """The devices PyTorch sees, CPU first."""
+    gpus = [f"cuda:{i} ({torch.cuda.get_device_name(i)})" for i in range(torch.cuda.device_count())]
+    return ["cpu", *gpus]
+
+
+def schedule_math() -> ScheduleMath:
+    return ScheduleMath(
+        lambda s: s.to(torch.float32),
+        lambda p: p.clamp(0.0, 1.0),
+        torch.exp,
+        lambda s: s.clamp(min=0.0),
     )

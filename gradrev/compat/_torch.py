@@ -49,9 +49,9 @@ def as_lambda(alpha: Any, where: str) -> float | torch.Tensor:
 def _checkable(lam: torch.Tensor) -> bool:
     # Not while a compiler or tracer records the program (reading the value would break the
     # graph or bake it in), and not on the meta device, which holds no value.
-    return not (
-        torch.compiler.is_compiling() or torch._C._is_tracing() or lam.device.type == "meta"
-    )
+    if torch.compiler.is_compiling() or lam.device.type == "meta":
+        return False
+    return not torch.jit.is_tracing()  # type: ignore[attr-defined,no-untyped-call]
 
 
 def finite_float(alpha: Any, where: str) -> float:

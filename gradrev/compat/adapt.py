@@ -100,6 +100,7 @@ class UpdateLambda(keras.callbacks.Callback):  # type: ignore[misc]
         lam = self.lambda_at(self.steps)
         # The JAX trainer keeps variables in its own state during fit; sync them out so the
         # new λ is seen, and the trainer reloads them before the next batch.
+        # private API [keras-jax-state-sync]: docs/private-apis.md
         if hasattr(self.model, "jax_state_sync"):
             self.model.jax_state_sync()
         for layer in self._layers():
@@ -133,6 +134,7 @@ def _end_value(gamma: float) -> Any:
 def _all_layers(model: Any) -> list[Any]:
     # Keras 3 has no public recursive walk; _flatten_layers also finds layers nested in
     # subclassed layers and models, which model.layers does not.
+    # private API [keras-flatten-layers]: docs/private-apis.md
     return list(model._flatten_layers(include_self=False))
 
 

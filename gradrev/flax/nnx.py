@@ -38,13 +38,16 @@ _NEW_VARIABLE_API = hasattr(nnx.Variable, "get_raw_value")
 
 
 def _raw(variable: nnx.Variable[Any]) -> Any:
+    # private API [flax-raw-value-slot]: docs/private-apis.md
     return variable.get_raw_value() if _NEW_VARIABLE_API else variable.raw_value
 
 
 def _put_raw(variable: nnx.Variable[Any], value: Any) -> None:
     if _NEW_VARIABLE_API:
+        # private API [flax-unsafe-bypass-check]: docs/private-apis.md
         nnx.Variable.set_raw_value(variable, value, _unsafe_bypass_check=True)
     else:
+        # private API [flax-raw-value-slot]: docs/private-apis.md
         object.__setattr__(variable, "raw_value", value)
 
 
@@ -56,11 +59,13 @@ class ReversalState(nnx.Variable[jax.Array]):
     [0, 2**31 - 1].
     """
 
+    # private API [flax-variable-restore-hooks]: docs/private-apis.md
     def update_from_state(self, variable_state: Any) -> None:
         current = _raw(self)
         super().update_from_state(variable_state)
         self._check(current)
 
+    # private API [flax-variable-restore-hooks]: docs/private-apis.md
     def set_raw_value(self, value: Any, **kwargs: Any) -> None:  # only newer Flax has it
         current = _raw(self)
         super().set_raw_value(value, **kwargs)
@@ -68,13 +73,16 @@ class ReversalState(nnx.Variable[jax.Array]):
 
     def _check(self, current: Any) -> None:
         new = _raw(self)
+        # private API [jax-core-tracer]: docs/private-apis.md
         if isinstance(new, jax.core.Tracer) or not hasattr(current, "dtype"):
             return  # inside a transform, or being built: nothing concrete to check
         dtype = np.dtype(current.dtype)
+        bits = dtype.kind == "u" and np.shape(current)[-1:] == (8,)  # λ's exact bytes
         try:
             array = np.asarray(new)  # a stack of layers (nnx.vmap) is checked element-wise
             if array.shape != np.shape(current) or array.dtype.kind == "c":
                 what = {"f": "λ", "i": "step count"}.get(dtype.kind, "schedule_config")
+                what = "lambda_bits" if bits else what
                 raise ValueError(
                     f"{_WHERE}: the restored {what} must have shape "
                     f"{np.shape(current)} and real values, got {_lambda.describe(array)}"
@@ -85,6 +93,10 @@ class ReversalState(nnx.Variable[jax.Array]):
             elif dtype.kind == "i":
                 values = [_layer.restored_steps(v, _WHERE) for v in array.flat]
                 checked = jnp.asarray(np.asarray(values, dtype).reshape(array.shape))
+            elif bits:
+                for row in array.reshape(-1, 8):
+                    _layer.restored_exact(row, _WHERE)
+                checked = jnp.asarray(array.astype(dtype))
             else:  # the schedule's config bytes: a float cast keeps them exact
                 wide = array.astype(np.float64)
                 if not (np.all(wide == np.floor(wide)) and np.all((wide >= 0) & (wide <= 255))):
@@ -104,8 +116,9 @@ class GradientReversal(_layer.LambdaState, nnx.Module):
 
     Gives the bits of `gradrev.reverse(x, v)` for the Python float v = λ, in every input
     dtype: λ is float64 (float32 without `jax_enable_x64`, when no input can be float64).
-    `lam`, `steps` and the schedule's config are `ReversalState` variables, so they travel
-    through `nnx.split`/`nnx.merge`, `nnx.state`/`nnx.update` and checkpoints; a restore
+    `lam` (with `lam_bits`, its exact float64 bytes, so that x64 turned on later gives the
+    float64 λ), `steps` and the schedule's config are `ReversalState` variables, so they
+    travel through `nnx.split`/`nnx.merge`, `nnx.state`/`nnx.update` and checkpoints; a restore
     brings back λ, the step count and the schedule, and the layer continues the saved run.
     Changing λ or calling `step()`, eagerly or inside `nnx.jit`, never retraces.
 
@@ -124,6 +137,9 @@ class GradientReversal(_layer.LambdaState, nnx.Module):
     ) -> None:
         value = self._init_state(lambda_, schedule)
         self.lam = ReversalState(jnp.asarray(value, self._lambda_dtype()))
+        # λ's exact float64 bytes: with float32 `lam` (built without x64), x64 turned on later
+        # still gives the float64 λ (`_lambda`).
+        self.lam_bits = ReversalState(jnp.asarray(_exact_bytes(value)))
         self.steps = ReversalState(jnp.asarray(0, jnp.int32))
         self.schedule_config = ReversalState(jnp.asarray(_bytes(None)))
         self._schedule = None
@@ -135,7 +151,15 @@ class GradientReversal(_layer.LambdaState, nnx.Module):
         self.schedule = schedule
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        return backend.reverse(x, self.lam[...])
+        return backend.reverse(x, self._lambda())
+
+    def _lambda(self) -> jax.Array:
+        """λ for the forward: `lam`, or its exact float64 once x64 is on for a float32 `lam`."""
+        lam = self.lam[...]
+        if lam.dtype != np.float32 or not _x64():
+            return lam
+        exact: jax.Array = _layer.exact_in_jax(lam, self.lam_bits[...])
+        return exact
 
     # -- storage for the shared state machine -----------------------------------------------
     def _lambda_dtype(self) -> str:
@@ -145,10 +169,15 @@ class GradientReversal(_layer.LambdaState, nnx.Module):
         return str(lam[...].dtype)
 
     def _get_lambda(self) -> float:
-        return float(self.lam[...])
+        lam = self.lam[...]
+        if lam.dtype != np.float32:
+            return float(lam)
+        exact = np.asarray(self.lam_bits[...], np.uint8).view("<f8")
+        return _layer.held_in_float32(float(lam), float(exact[0]))  # as `_lambda` reads it
 
     def _put_lambda(self, value: float) -> None:
         self.lam[...] = jnp.asarray(value, self.lam[...].dtype)
+        self.lam_bits[...] = jnp.asarray(_exact_bytes(value))
 
     def _get_steps(self) -> int:
         return int(self.steps[...])
@@ -158,6 +187,7 @@ class GradientReversal(_layer.LambdaState, nnx.Module):
 
     def _get_schedule(self) -> Any:
         config = self.schedule_config[...]
+        # private API [jax-core-tracer]: docs/private-apis.md
         if isinstance(config, jax.core.Tracer):
             return self._schedule
         data = np.asarray(config, np.uint8).tobytes()
@@ -178,28 +208,42 @@ class GradientReversal(_layer.LambdaState, nnx.Module):
         schedule raises, gives a non-finite λ or the step count would pass 2**31 - 1,
         nothing changes.
         """
+        # private API [jax-core-tracer]: docs/private-apis.md
         if not isinstance(self.steps[...], jax.core.Tracer):
             return super().step()
         # Inside a transform the step is abstract; the schedule is plain Python, so it runs
         # as a host callback, and λ has the same bits as an eager step() would give.
         lam, steps, config = self.lam[...], self.steps[...], self.schedule_config[...]
-        spec = jax.ShapeDtypeStruct(lam.shape, lam.dtype)  # type: ignore[no-untyped-call]
-        value = jax.pure_callback(
-            self._next_lambda, spec, steps, config, lam, vmap_method="sequential"
+        bits = self.lam_bits[...]
+        spec = tuple(jax.ShapeDtypeStruct(a.shape, a.dtype) for a in (lam, bits))  # type: ignore[no-untyped-call]
+        value, exact = jax.pure_callback(
+            self._next_lambda, spec, steps, config, lam, bits, vmap_method="sequential"
         )
-        self.lam[...] = value
+        self.lam[...], self.lam_bits[...] = value, exact
         self.steps[...] = steps + 1
         return value
 
-    def _next_lambda(self, steps: Any, config: Any, lam: Any) -> np.ndarray:
+    def _next_lambda(
+        self, steps: Any, config: Any, lam: Any, bits: Any
+    ) -> tuple[np.ndarray, np.ndarray]:
         steps = _layer.next_step(int(steps), _WHERE)
         data = np.asarray(config, np.uint8).tobytes()
         schedule = self._schedule if data == self._encoded else _layer.decode(data, _WHERE)
         if schedule is None:
-            return np.asarray(lam)
+            return np.asarray(lam), np.asarray(bits)
         value = _layer.lambda_at(schedule, steps, _WHERE)
         dtype = np.dtype(lam.dtype)
-        return np.asarray(_layer.fit_storage(value, dtype.name, _WHERE), dtype)
+        value = _layer.fit_storage(value, dtype.name, _WHERE)
+        return np.asarray(value, dtype), _exact_bytes(value)
+
+
+def _x64() -> bool:
+    """Whether jax_enable_x64 is on now (the flag or a `jax.enable_x64` context)."""
+    return bool(jax.config.read("jax_enable_x64"))  # type: ignore[no-untyped-call]
+
+
+def _exact_bytes(value: float) -> np.ndarray:
+    return np.frombuffer(_layer.exact_bytes(value), np.uint8)
 
 
 def _bytes(schedule: Any) -> np.ndarray:

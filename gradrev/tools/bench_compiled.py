@@ -201,12 +201,14 @@ def bench_compiled(framework: str, n: int, rounds: int, quick: bool) -> None:
 
 def _recompiles_torch(lambdas: list[float]) -> None:
     import torch
+
+    # private API [torch-compile-counter]: docs/private-apis.md
     from torch._dynamo.testing import CompileCounterWithBackend
 
     import gradrev
 
     for form in ("0-d tensor", "Python float"):
-        torch._dynamo.reset()
+        torch.compiler.reset()
         counter = CompileCounterWithBackend("aot_eager")
         f = torch.compile(
             lambda x, lam: gradrev.reverse(x, lam).sum(), backend=counter, fullgraph=True
