@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from gradrev import _reference
+from gradrev import _reference, _registry
 
 Fn = Callable[[Any], Any]
 
@@ -282,9 +282,17 @@ def devices(adapter: Any) -> list[str]:
     return ["cpu", "gpu"] if adapter.has_gpu() else ["cpu"]
 
 
+# One per built-in framework of gradrev/_registry.py, under its name.
 ADAPTERS: dict[str, Any] = {
     "torch": TorchAdapter,
     "jax": JaxAdapter,
     "tensorflow": TensorFlowAdapter,
     "mlx": MlxAdapter,
 }
+
+
+def adapter(name: str) -> Any:
+    """The conformance adapter of framework ``name``, built: a plug-in's is its ``Adapter``."""
+    if name in ADAPTERS:
+        return ADAPTERS[name]()
+    return _registry.get(name).load().Adapter()

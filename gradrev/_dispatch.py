@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import functools
 import sys
 import weakref
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from gradrev import _lambda
+from gradrev import _lambda, _registry
 
 T = TypeVar("T")
-
-_SUPPORTED = "a torch.Tensor, a jax.Array, a tf.Tensor/tf.Variable or an mlx.core.array"
 
 # type(x) -> backend reverse. Filled on first use of each type; later calls pay one lookup.
 # The types a framework defines itself live as long as the framework: held strongly. Others
@@ -22,10 +19,7 @@ _BACKEND_FOR_TYPE: dict[type, Callable[[Any, Any], Any]] = {}
 _BACKEND_FOR_SUBCLASS: weakref.WeakKeyDictionary[type, Callable[[Any, Any], Any]] = (
     weakref.WeakKeyDictionary()
 )
-_FRAMEWORKS = ("torch", "jax", "jaxlib", "tensorflow", "mlx")
-# Entry points under these names are ignored: a plug-in may only claim its own framework's
-# types, never Python's or NumPy's (whose classes are every object's bases) or a shipped one's.
-_NOT_PLUGINS = frozenset({"builtins", "numpy", *_FRAMEWORKS, *sys.stdlib_module_names})
+_HOMES = frozenset(home for fw in _registry.BUILTINS for home in fw.homes)
 
 
 def reverse(x: T, lambda_: Any = 1.0) -> T:
@@ -77,7 +71,7 @@ def _cached(cls: type, x: Any) -> Callable[[Any, Any], Any]:
     fn = _BACKEND_FOR_SUBCLASS.get(cls)
     if fn is None:
         fn = _find(x)
-        if cls.__module__.partition(".")[0] in _FRAMEWORKS:
+        if cls.__module__.partition(".")[0] in _HOMES:
             _BACKEND_FOR_TYPE[cls] = fn
         else:
             _BACKEND_FOR_SUBCLASS[cls] = fn
@@ -87,30 +81,10 @@ def _cached(cls: type, x: Any) -> Callable[[Any, Any], Any]:
 def _find(x: Any) -> Callable[[Any, Any], Any]:
     # A backend is a candidate only if the caller already imported its framework, so
     # dispatch never imports one, and only once that framework defines its tensor type:
-    # a stub module, or one another thread is still importing, is skipped. Plain import
-    # statements (not importlib) keep this traceable by TorchDynamo and AutoGraph when the
-    # first call happens inside a trace.
-    # A torch.fx proxy stands for a tensor while torch.fx.symbolic_trace runs.
-    if _instance_of(x, "torch", "Tensor") or _instance_of(x, "torch.fx", "Proxy"):
-        from gradrev.backends import torch as torch_backend
-
-        if torch_backend.is_tensor(x):
-            return torch_backend.reverse
-    if _instance_of(x, "jax", "Array"):
-        from gradrev.backends import jax as jax_backend
-
-        if jax_backend.is_tensor(x):
-            return jax_backend.reverse
-    if _instance_of(x, "tensorflow", "Tensor") or _instance_of(x, "tensorflow", "Variable"):
-        from gradrev.backends import tensorflow as tensorflow_backend
-
-        if tensorflow_backend.is_tensor(x):
-            return tensorflow_backend.reverse
-    if _instance_of(x, "mlx.core", "array"):
-        from gradrev.backends import mlx as mlx_backend
-
-        if mlx_backend.is_tensor(x):
-            return mlx_backend.reverse
+    # a stub module, or one another thread is still importing, is skipped.
+    backend = _registry.backend_of(x)
+    if backend is not None:
+        return backend.reverse  # type: ignore[no-any-return]
     registered = _registered_backend(x)
     if registered is not None:
         return registered
@@ -118,73 +92,15 @@ def _find(x: Any) -> Callable[[Any, Any], Any]:
 
 
 def _registered_backend(x: Any) -> Callable[[Any, Any], Any] | None:
-    """The ``reverse`` of a backend registered under the ``gradrev.backends`` entry point group.
-
-    An entry point is named after the top-level module of its framework and loaded only if
-    that module is the home of one of ``type(x)``'s classes, so it is already imported.
-    """
-    registered = _entry_points()
-    for cls in type(x).__mro__:
-        framework = cls.__module__.partition(".")[0]
-        point = registered.get(framework)
-        if point is not None and sys.modules.get(framework) is not None:
-            backend = _load(point)
-            try:
-                claimed = backend.is_tensor(x)
-            except Exception as e:
-                raise RuntimeError(
-                    f"gradrev.reverse: the backend plug-in {_name(point)} raised in "
-                    f"is_tensor({_lambda.describe(x)}): {type(e).__name__}: {e}"
-                ) from e
-            if claimed:
-                return backend.reverse  # type: ignore[no-any-return]
-    return None
-
-
-def _load(point: Any) -> Any:
-    """The plug-in's backend module, or an ImportError that names the entry point."""
-    try:
-        backend = point.load()
-    except Exception as e:  # any import-time failure of third-party code
-        raise ImportError(
-            f"gradrev.reverse: the backend plug-in {_name(point)} failed to load: "
-            f"{type(e).__name__}: {e}; fix or uninstall that distribution"
-        ) from e
-    missing = [
-        name for name in ("is_tensor", "reverse") if not callable(getattr(backend, name, None))
-    ]
-    if missing:
-        raise ImportError(
-            f"gradrev.reverse: the backend plug-in {_name(point)} is not a gradrev backend: "
-            f"it has no {' and no '.join(missing)} (see gradrev.backends.Backend); fix or "
-            "uninstall that distribution"
-        )
-    return backend
-
-
-def _name(point: Any) -> str:
-    dist = getattr(point, "dist", None)
-    where = f" of the distribution {dist.name} {dist.version}" if dist is not None else ""
-    return f"{point.name!r} (entry point '{point.name} = {point.value}' in gradrev.backends{where})"
-
-
-@functools.cache
-def _entry_points() -> dict[str, Any]:
-    """The ``gradrev.backends`` entry points by name; read once, when first needed."""
-    from importlib.metadata import entry_points
-
-    points = entry_points(group="gradrev.backends")
-    return {point.name: point for point in points if point.name not in _NOT_PLUGINS}
+    """The ``reverse`` of a backend registered under the ``gradrev.backends`` entry point group."""
+    backend = _registry.plugin_backend_of(x)
+    return None if backend is None else backend.reverse
 
 
 def _supported() -> str:
-    names = sorted(_entry_points())
+    described = [fw.described for fw in _registry.BUILTINS]
+    supported = ", ".join(described[:-1]) + f" or {described[-1]}"
+    names = sorted(_registry.entry_points())
     if not names:
-        return _SUPPORTED
-    return f"{_SUPPORTED}, or a tensor of a registered backend ({', '.join(names)})"
-
-
-def _instance_of(x: Any, module: str, name: str) -> bool:
-    """``isinstance(x, module.name)`` if that module is imported and defines ``name``."""
-    cls = getattr(sys.modules.get(module), name, None)
-    return isinstance(cls, type) and isinstance(x, cls)
+        return supported
+    return f"{supported}, or a tensor of a registered backend ({', '.join(names)})"

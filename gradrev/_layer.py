@@ -110,6 +110,44 @@ class LambdaState:
         return value
 
 
+class RestoreJournal:
+    """Makes a restore that a framework writes one state variable at a time all-or-nothing.
+
+    A model-level load (MLX's ``load_weights``/``update``, Keras' ``Model.set_weights``) calls
+    the layer once per variable, with nothing before or after. The journal keeps the layer's
+    state from before the first write of such a load; when a later variable is refused, it
+    puts that state back, so the refused load leaves the layer exactly as it was. A load ends
+    when every state variable was written, when one is written twice, or when the layer is
+    used (`commit`): one that wrote a subset and was not followed by a use is rolled back
+    with the next one if that is refused.
+    """
+
+    def __init__(self, keys: tuple[str, ...]) -> None:
+        self._keys = frozenset(keys)
+        self._before: Any = None
+        self._written: set[str] = set()
+
+    def write(self, key: str, snapshot: Any, check: Any, rollback: Any) -> Any:
+        """``check()`` for the write of ``key``; on a refusal, ``rollback(snapshot())`` as it
+        was taken before this load's first write, then the refusal is raised."""
+        if self._before is None or key in self._written:
+            self._before, self._written = snapshot(), set()
+        try:
+            result = check()
+        except Exception:
+            before = self._before
+            self.commit()
+            rollback(before)
+            raise
+        self._written.add(key)
+        if self._written >= self._keys:
+            self.commit()
+        return result
+
+    def commit(self) -> None:
+        self._before, self._written = None, set()
+
+
 def initial_lambda(lambda_: Any, schedule: Any, where: str) -> float:
     """λ at step 0: ``schedule(0)`` with a schedule, else ``lambda_`` (1.0 when not given)."""
     check_schedule(schedule, where)
@@ -209,6 +247,66 @@ def is_rounding_of(value: float, exact: float) -> bool:
     if value == exact or not math.isfinite(exact):
         return False
     return value in _roundings(exact)
+
+
+def exact_bytes(value: float) -> bytes:
+    """λ as the 8 bytes of its float64 (little-endian): the exact λ, which no cast rounds.
+
+    Layers whose λ weight may be float32 (JAX without x64) keep these next to it, so that
+    x64 turned on later, or a file read by another backend, gets the exact λ back.
+    """
+    return struct.pack("<d", value)
+
+
+def held_lambda(weight: float, exact: float) -> float:
+    """The λ a layer holds, from its λ weight and the exact bytes kept next to it.
+
+    The bytes are the truth while the weight holds them or a rounding of them (float32
+    storage, a cast); a weight that is neither was written on its own (a file from before
+    the bytes existed, a model-level load that changed λ only), and is the truth.
+    """
+    same = weight == exact and math.copysign(1.0, weight) == math.copysign(1.0, exact)
+    return exact if same or is_rounding_of(weight, exact) else weight
+
+
+def exact_in_jax(lam: Any, bits: Any) -> Any:
+    """In a JAX graph with x64 on, a float32 λ weight's float64 λ: the bytes' value where the
+    weight holds exactly its float32 rounding (same bits, signed zeros included), else the
+    weight (restored on its own). `held_lambda` for JAX's float32 storage."""
+    import jax
+    import jax.numpy as jnp
+
+    exact = jax.lax.bitcast_convert_type(bits, jnp.float64)
+    same = jax.lax.bitcast_convert_type(exact.astype(jnp.float32), jnp.uint32) == (
+        jax.lax.bitcast_convert_type(lam, jnp.uint32)
+    )
+    return jnp.where(same, exact, lam.astype(jnp.float64))
+
+
+def held_in_float32(weight: float, exact: float) -> float:
+    """`exact_in_jax` on the host: ``exact`` where the float32 ``weight`` is its rounding."""
+    try:
+        rounded = struct.pack("<f", exact)
+    except OverflowError:
+        return weight
+    return exact if rounded == struct.pack("<f", weight) else weight
+
+
+def restored_exact(data: Any, where: str) -> float:
+    """The exact λ from restored bytes (whole numbers in [0, 255], as any real dtype holds
+    them): checked as the constructor checks λ."""
+    shape = getattr(data, "shape", None)
+    if shape is None or tuple(shape) != (8,) or "complex" in str(getattr(data, "dtype", "")):
+        values = []
+    else:
+        values = [_restored_number(v, "lambda_bits", where) for v in data]
+    if len(values) != 8 or not all(v.is_integer() and 0 <= v <= 255 for v in values):
+        raise ValueError(
+            f"{where}: the restored lambda_bits must be the 8 bytes of λ's float64, got "
+            f"{_lambda.describe(data)}"
+        )
+    value = struct.unpack("<d", bytes(int(v) for v in values))[0]
+    return _lambda.finite(value, f"{where}: the restored λ")
 
 
 def _roundings(exact: float) -> tuple[float, ...]:

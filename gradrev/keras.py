@@ -63,10 +63,10 @@ class GradientReversal(_layer.LambdaState, keras.layers.Layer):  # type: ignore[
 
     Gives the bits of `gradrev.reverse(x, v)` for the Python float v = λ, in every input
     dtype and under every dtype policy: λ is a float64 weight (float32 on JAX without
-    `jax_enable_x64`) that is never autocast, and inputs keep their dtype. λ (`lambda`) and
-    the step count (`steps`) are saved in `.keras` files, the schedule in the config; every
-    load (`.keras`, `load_weights`, the layer's `set_weights`) is checked as the constructor
-    checks λ. Changing λ never retraces `fit`, and a backward always uses the λ its forward
+    `jax_enable_x64`, next to λ's exact float64 bytes) that is never autocast, and inputs
+    keep their dtype. λ (`lambda`, `lambda_bits`) and the step count (`steps`) are saved in
+    `.keras` files, the schedule in the config; every load (`.keras`, `load_weights`, the
+    layer's or the model's `set_weights`) is checked as the constructor checks λ. Changing λ never retraces `fit`, and a backward always uses the λ its forward
     saw. A layer with a schedule trained by `fit` without `LambdaScheduler` warns.
 
     Args:
@@ -96,23 +96,23 @@ class GradientReversal(_layer.LambdaState, keras.layers.Layer):  # type: ignore[
         # On torch, the weight is a tensor that assign() rewrites in place: the backward of a
         # forward needs its own copy of λ (JAX and TensorFlow read immutable values).
         self._copy_lambda = keras.backend.backend() == "torch"
+        self._jax = keras.backend.backend() == "jax"
         self._torch_float64 = _torch_float64() if self._copy_lambda else None
-        self._exact_lambda = value  # λ as a Python float: what a cast of the weight rounded
-        self.lam = self.add_weight(
-            shape=(),
-            dtype=_storage_dtype(),
-            initializer="zeros",
-            trainable=False,
-            autocast=False,  # mixed precision policies would round λ to the compute dtype
-            name="lambda",
-        )
-        self._put_lambda(value)  # not a Constant initializer, which rounds through float32
-        self.steps = self.add_weight(
-            shape=(), dtype="int32", initializer="zeros", trainable=False, name="steps"
-        )
+        # λ's weight is float32 on JAX without x64 and a cast may round it, so the exact λ is
+        # kept next to it as its float64's 8 bytes (`lambda_bits`, which no cast changes):
+        # x64 turned on later, or another backend reading the file, gets the exact λ.
+        # Model.set_weights and Keras' trainers assign the variables one by one (see
+        # _StateVariable); the journal makes a refused write put back the ones before it.
+        self._journal = _layer.RestoreJournal(("lambda", "steps", "lambda_bits"))
+        with keras.name_scope(self.name):
+            self.lam = _StateVariable(self, "lambda", _storage_dtype(), ())
+            self.steps = _StateVariable(self, "steps", "int32", ())
+            self.lam_bits = _StateVariable(self, "lambda_bits", "uint8", (8,))
+        self._put_lambda(value)
         self._put_schedule(schedule)
 
     def call(self, x: Any, training: Any = None) -> Any:
+        self._journal.commit()
         if training and not self._stepped and self._schedule is not None:
             self._stepped = True  # warn once (this runs when fit traces its step)
             warnings.warn(
@@ -126,16 +126,17 @@ class GradientReversal(_layer.LambdaState, keras.layers.Layer):  # type: ignore[
             if lam.dtype != self._torch_float64:  # model.to(dtype) cast the parameter
                 self._uncast()
             lam = keras.ops.copy(self.lam.value)
+        elif (
+            self._jax and lam.dtype == np.float32 and _x64_now()
+        ):  # JAX: built without x64, x64 on now
+            lam = _layer.exact_in_jax(lam, self.lam_bits.value)
         return self._reverse(x, lam)
 
     def _uncast(self) -> None:
         """Keras on torch: `model.to(torch.float16)` casts λ's parameter in place (the model
         holds every variable, so no hook of this layer sees it). Put the exact λ back."""
         lam = self.lam.value
-        value = float(lam)
-        if not _layer.is_rounding_of(value, self._exact_lambda):
-            self._exact_lambda = value
-        lam.data = lam.data.new_tensor(self._exact_lambda, dtype=self._torch_float64)
+        lam.data = lam.data.new_tensor(self._get_lambda(), dtype=self._torch_float64)
 
     def compute_output_shape(self, input_shape: Any) -> Any:
         return input_shape
@@ -149,43 +150,90 @@ class GradientReversal(_layer.LambdaState, keras.layers.Layer):  # type: ignore[
         return _storage_dtype() if lam is None else str(lam.dtype)
 
     def _get_lambda(self) -> float:
-        value = float(keras.ops.convert_to_numpy(self.lam.value))
-        if self._copy_lambda and _layer.is_rounding_of(value, self._exact_lambda):
-            return self._exact_lambda  # Keras on torch: model.to(dtype) cast the weight
-        self._exact_lambda = value
-        return value
+        self._journal.commit()
+        weight = float(keras.ops.convert_to_numpy(self.lam.value))
+        return _layer.held_lambda(weight, self._exact())
+
+    def _exact(self) -> float:
+        return _from_bytes(_array(self.lam_bits.value))
 
     def _put_lambda(self, value: float) -> None:
-        # A NumPy value, not the Python float: TensorFlow's scalar-constant cache conflates
-        # -0.0 with 0.0, so assign(-0.0) after a 0.0 anywhere stored +0.0 (flipping zeros' signs).
-        self.lam.assign(np.asarray(value, self.lam.dtype))
-        self._exact_lambda = value
+        # Already checked: written past the variables' checks. A NumPy value, not the Python
+        # float: TensorFlow's scalar-constant cache conflates -0.0 with 0.0, so assign(-0.0)
+        # after a 0.0 anywhere stored +0.0 (flipping zeros' signs).
+        keras.Variable.assign(self.lam, np.asarray(value, self.lam.dtype))
+        keras.Variable.assign(self.lam_bits, _exact_bytes(value))
 
     def _get_steps(self) -> int:
+        self._journal.commit()
         return int(keras.ops.convert_to_numpy(self.steps.value))
 
     def _put_steps(self, steps: int) -> None:
         self._stepped = True
-        self.steps.assign(steps)
+        keras.Variable.assign(self.steps, np.asarray(steps, "int32"))
 
     # -- restore paths -------------------------------------------------------------------------
     def set_weights(self, weights: Any) -> None:
+        """Checked as the constructor checks λ; takes [λ, steps] (earlier versions) too."""
         super().set_weights(self._checked(list(weights)))
-        self._exact_lambda = float(keras.ops.convert_to_numpy(self.lam.value))
 
     def load_own_variables(self, store: Any) -> None:
-        """`.keras` files and `load_weights`: λ and the step count are checked first."""
+        """`.keras` files and `load_weights`: λ and the step count are checked first (files
+        from earlier versions, with no `lambda_bits`, load too)."""
         checked = self._checked([store[str(i)] for i in range(len(store))])
         super().load_own_variables({str(i): v for i, v in enumerate(checked)})
-        self._exact_lambda = float(keras.ops.convert_to_numpy(self.lam.value))
 
     def _checked(self, weights: list[Any]) -> list[Any]:
-        if len(weights) == 2:
-            dtype = self._lambda_dtype()
-            lam = _layer.restored_lambda(_scalar(weights[0]), dtype, _WHERE)
-            steps = _layer.restored_steps(_scalar(weights[1]), _WHERE)
-            weights = [np.asarray(lam, dtype), np.asarray(steps, "int32")]
-        return weights
+        """[λ, steps] or [λ, steps, λ's bytes], checked, as the three weights to write."""
+        if len(weights) not in (2, 3):
+            return weights  # Keras refuses the count
+        dtype = self._lambda_dtype()
+        lam = _layer.restored_lambda(_scalar(weights[0]), dtype, _WHERE)
+        steps = _layer.restored_steps(_scalar(weights[1]), _WHERE)
+        if len(weights) == 3:
+            exact = _layer.restored_exact(_array(weights[2]), _WHERE)
+            lam = _layer.fit_storage(_layer.held_lambda(lam, exact), dtype, _WHERE)
+        return [np.asarray(lam, dtype), np.asarray(steps, "int32"), _exact_bytes(lam)]
+
+    def _assigned(self, variable: Any, value: Any) -> Any:
+        """Every write of a state variable (`Model.set_weights` assigns them directly, past
+        `set_weights`) is checked as a restore is; λ's weight and bytes are kept in step, and
+        a refused write puts back the variables that the same load wrote before it."""
+        array = _concrete(value)
+        if array is None:
+            return value  # a traced value (inside a compiled function): nothing to check
+        return self._journal.write(
+            variable.name, self._snapshot, lambda: self._check(variable, array), self._put_back
+        )
+
+    def _snapshot(self) -> list[Any] | None:
+        values = [_filled(v) for v in (self.lam, self.steps, self.lam_bits)]
+        return None if any(v is None for v in values) else values
+
+    def _put_back(self, values: list[Any] | None) -> None:
+        for variable, value in zip((self.lam, self.steps, self.lam_bits), values or []):
+            keras.Variable.assign(variable, value)
+
+    def _check(self, variable: Any, array: np.ndarray) -> Any:
+        if variable is self.steps:
+            return np.asarray(_layer.restored_steps(_scalar(array), _WHERE), "int32")
+        dtype = self._lambda_dtype()
+        if variable is self.lam:
+            lam = _layer.restored_lambda(_scalar(array), dtype, _WHERE)
+            bits = _filled(self.lam_bits)
+            if bits is not None:
+                lam = _layer.held_lambda(lam, _from_bytes(bits))  # a rounding of λ reads as λ
+                keras.Variable.assign(self.lam_bits, _exact_bytes(lam))
+            return np.asarray(lam, dtype)
+        exact = _layer.restored_exact(array, _WHERE)
+        weight = _filled(self.lam)
+        if weight is None:
+            return _exact_bytes(exact)
+        lam = _layer.held_lambda(float(weight), exact)
+        if lam == exact:  # the weight holds these bytes or a rounding of them
+            _layer.fit_storage(lam, dtype, _WHERE)
+            keras.Variable.assign(self.lam, np.asarray(lam, dtype))
+        return _exact_bytes(lam)
 
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()
@@ -203,6 +251,74 @@ class GradientReversal(_layer.LambdaState, keras.layers.Layer):  # type: ignore[
             # Files from gradrev 0.1 saved both; λ itself comes back with the weights.
             config.pop("lambda_", None)
         return cls(**config)
+
+
+class _StateVariable(keras.Variable):  # type: ignore[misc]
+    """A state variable of `GradientReversal` (λ, its bytes, the step count) whose every
+    `assign` goes through the layer's checks: `Model.set_weights` and Keras' trainers write
+    variables directly, past any method of the layer."""
+
+    def __init__(self, layer: GradientReversal, name: str, dtype: str, shape: Any) -> None:
+        super().__init__(
+            initializer="zeros",
+            shape=shape,
+            dtype=dtype,
+            trainable=False,
+            autocast=False,  # mixed precision policies would round λ to the compute dtype
+            name=name,
+        )
+        self._gradrev_check = layer._assigned
+
+    def assign(self, value: Any) -> Any:
+        return super().assign(self._gradrev_check(self, value))
+
+
+def _concrete(value: Any) -> np.ndarray | None:
+    """``value`` as a NumPy array, or None while it is traced (no value to check yet)."""
+    name = keras.backend.backend()
+    if name == "jax":
+        import jax
+
+        if isinstance(value, jax.core.Tracer):
+            return None
+    elif name == "tensorflow":
+        import tensorflow as tf
+
+        if not tf.executing_eagerly() or tf.is_symbolic_tensor(value):
+            return None
+    elif name == "torch":
+        import torch
+
+        if torch.compiler.is_compiling():
+            return None
+    return _array(value)
+
+
+def _filled(variable: Any) -> np.ndarray | None:
+    """The variable's value, or None while Keras' JAX trainer has emptied it: during `fit`
+    it sets `_value` (private) to None and refills the variables one by one through
+    `assign`, so a sibling may not be refilled yet (it comes back as it was)."""
+    if getattr(variable, "_value", 0) is None:
+        return None
+    return _array(variable.value)
+
+
+def _from_bytes(bits: np.ndarray) -> float:
+    return float(np.asarray(bits, np.uint8).view("<f8")[0])
+
+
+def _array(value: Any) -> np.ndarray:
+    return np.asarray(keras.ops.convert_to_numpy(value))
+
+
+def _exact_bytes(value: float) -> np.ndarray:
+    return np.frombuffer(_layer.exact_bytes(value), np.uint8)
+
+
+def _x64_now() -> bool:
+    import jax
+
+    return bool(jax.config.read("jax_enable_x64"))  # type: ignore[no-untyped-call]
 
 
 def _torch_float64() -> Any:

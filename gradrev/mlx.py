@@ -64,6 +64,7 @@ class GradientReversal(_layer.LambdaState, nn.Module):  # type: ignore[name-defi
     ) -> None:
         nn.Module.__init__(self)  # type: ignore[attr-defined]
         value = self._init_state(lambda_, schedule)
+        object.__setattr__(self, "_journal", _layer.RestoreJournal(_STATE))
         self.lam = _bits(value)
         self.steps = mx.array(0, mx.int32)
         object.__setattr__(self, "_schedule", None)
@@ -72,6 +73,7 @@ class GradientReversal(_layer.LambdaState, nn.Module):  # type: ignore[name-defi
         self.freeze()  # λ, steps and the config are state, never trained
 
     def __call__(self, x: mx.array) -> mx.array:
+        self._journal.commit()
         return backend.reverse(x, _value(self.lam))
 
     def __setattr__(self, key: str, value: Any) -> None:
@@ -87,18 +89,32 @@ class GradientReversal(_layer.LambdaState, nn.Module):  # type: ignore[name-defi
         # update and load_weights. λ is kept as its 8 bytes, which every float dtype holds
         # exactly, so a cast (of the model, or of a file) never changes it; each write is
         # checked as the constructor checks λ, and a step count that a cast rounded is refused.
+        # A model's load_weights or update writes them one by one: the journal puts back the
+        # ones already written when a later one is refused.
         if key in _STATE and isinstance(value, mx.array):
-            value = _restored(key, value)
+            value = self._journal.write(
+                key, self._snapshot, lambda: _restored(key, value), self._put_back
+            )
         super().__setitem__(key, value)
+
+    def _snapshot(self) -> dict[str, Any]:
+        return {k: dict.get(self, k) for k in _STATE}
+
+    def _put_back(self, state: dict[str, Any]) -> None:
+        for k, v in state.items():
+            if v is not None:
+                dict.__setitem__(self, k, v)
 
     # -- storage for the shared state machine -----------------------------------------------
     def _get_lambda(self) -> float:
+        self._journal.commit()
         return float(_value(self.lam))
 
     def _put_lambda(self, value: float) -> None:
         self.lam = _bits(value)
 
     def _get_steps(self) -> int:
+        self._journal.commit()
         try:
             return int(self.steps)
         except (ValueError, RuntimeError) as e:  # mx.compile: the step count has no value

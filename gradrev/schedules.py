@@ -19,13 +19,11 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import functools
 import math
-import sys
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol, runtime_checkable
 
-from gradrev import _lambda
+from gradrev import _lambda, _schedule_math
 
 __all__ = [
     "DANN",
@@ -58,7 +56,7 @@ class Constant:
         _finite(self, "value", self.value)
 
     def __call__(self, step: Any) -> Any:
-        return _math(step).full(step, self.value)
+        return _schedule_math.for_step(step).full(step, self.value)
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": "constant", **asdict(self)}
@@ -78,7 +76,7 @@ class Linear:
         _positive_int(self, "total_steps", self.total_steps)
 
     def __call__(self, step: Any) -> Any:
-        m = _math(step)
+        m = _schedule_math.for_step(step)
         p = m.progress(step, self.total_steps)
         return self.start + (self.end - self.start) * p
 
@@ -120,11 +118,11 @@ class DANN:
             )
 
     def __call__(self, step: Any) -> Any:
-        m = _math(step)
+        m = _schedule_math.for_step(step)
         p = m.progress(step, self.total_steps)
         r = 2.0 / (1.0 + m.exp(m.scale(p, -self.gamma))) - 1.0
         if self.normalize:
-            r = r / _ramp(self.gamma)
+            r = r / _schedule_math.ramp(self.gamma)
         return r * (self.lambda_max - self.lambda_init) + self.lambda_init
 
     def to_dict(self) -> dict[str, Any]:
@@ -159,7 +157,7 @@ class WarmStart:
         _bool(self, "clamp", self.clamp)
 
     def __call__(self, step: Any) -> Any:
-        m = _math(step)
+        m = _schedule_math.for_step(step)
         i = m.clamped(step, self.max_iters) if self.clamp else m.nonnegative(step)
         span = self.hi - self.lo
         exponent = m.scale(i, -self.alpha) / self.max_iters
@@ -302,136 +300,3 @@ def _bool(obj: Any, name: str, value: Any) -> None:
         raise ValueError(
             f"{type(obj).__name__}: {name} must be True or False, got {_lambda._short_repr(value)}"
         )
-
-
-@functools.cache
-def _numpy() -> Any:
-    try:
-        import numpy
-    except ImportError:
-        return None
-    return numpy
-
-
-def _exp(x: float) -> float:
-    """exp in float64 as the reference implementations compute it: with NumPy.
-
-    NumPy's exp and math.exp differ by 1 ulp for some inputs on CPUs where NumPy uses its
-    own SIMD exp, and tllib computes its coefficient with NumPy. Where NumPy is not
-    installed, math.exp. Overflow gives inf, which the ramps turn into their limits.
-    """
-    np = _numpy()
-    if np is None:
-        try:
-            return math.exp(x)
-        except OverflowError:
-            return math.inf
-    with np.errstate(over="ignore"):
-        return float(np.exp(x))
-
-
-def _ramp(gamma: float) -> float:
-    """The DANN ramp's end value, r(1) = 2/(1+exp(−gamma)) − 1 (adapt divides by it)."""
-    return 2.0 / (1.0 + _exp(-gamma)) - 1.0
-
-
-def _to_float(step: int) -> float:
-    try:
-        return float(step)
-    except OverflowError:
-        raise ValueError(f"gradrev.schedules: step {step} is too large for a float") from None
-
-
-class _PythonMath:
-    @staticmethod
-    def progress(step: int, total: int) -> float:
-        # int / int is correctly rounded for any size, so a huge step cannot overflow.
-        return min(max(step, 0), total) / total
-
-    @staticmethod
-    def clamped(step: Any, total: float) -> float:
-        return _to_float(min(max(step, 0), total))
-
-    @staticmethod
-    def nonnegative(step: Any) -> float:
-        return _to_float(max(step, 0))
-
-    @staticmethod
-    def scale(x: float, c: float) -> float:
-        return x * c
-
-    exp = staticmethod(_exp)
-
-    @staticmethod
-    def full(step: Any, value: float) -> float:
-        return value
-
-
-# float32 cannot hold |c| > 3.4e38, and inf·0 is NaN at step 0; past 1e30 every nonzero
-# float32 progress already saturates exp, so clipping c changes no other value.
-_F32_SCALE_LIMIT = 1e30
-
-
-class _TensorMath:
-    """The few ops a schedule needs, on 0-d float32 tensors of one framework."""
-
-    def __init__(self, to_float: Any, clip: Any, exp: Any, floor: Any) -> None:
-        self.to_float, self.clip, self.exp, self.floor = to_float, clip, exp, floor
-
-    def progress(self, step: Any, total: int) -> Any:
-        return self.clip(self.to_float(step) / float(total))
-
-    def clamped(self, step: Any, total: float) -> Any:
-        return self.clip(self.to_float(step) / float(total)) * float(total)
-
-    def nonnegative(self, step: Any) -> Any:
-        return self.floor(self.to_float(step))
-
-    def scale(self, x: Any, c: float) -> Any:
-        return x * min(max(c, -_F32_SCALE_LIMIT), _F32_SCALE_LIMIT)
-
-    def full(self, step: Any, value: float) -> Any:
-        return self.to_float(step) * 0.0 + value
-
-
-def _math(step: Any) -> Any:
-    if isinstance(step, bool):
-        raise TypeError("gradrev.schedules: step must be an int or a 0-d integer tensor, got bool")
-    if isinstance(step, int):
-        return _PythonMath
-    torch = sys.modules.get("torch")
-    if torch is not None and isinstance(step, torch.Tensor):
-        return _TensorMath(
-            lambda s: s.to(torch.float32),
-            lambda p: p.clamp(0.0, 1.0),
-            torch.exp,
-            lambda s: s.clamp(min=0.0),
-        )
-    jax = sys.modules.get("jax")
-    if jax is not None and isinstance(step, jax.Array):
-        jnp = jax.numpy
-        return _TensorMath(
-            lambda s: s.astype(jnp.float32),
-            lambda p: jnp.clip(p, 0.0, 1.0),
-            jnp.exp,
-            lambda s: jnp.maximum(s, 0.0),
-        )
-    tf = sys.modules.get("tensorflow")
-    if tf is not None and isinstance(step, (tf.Tensor, tf.Variable)):
-        return _TensorMath(
-            lambda s: tf.cast(s, tf.float32),
-            lambda p: tf.clip_by_value(p, 0.0, 1.0),
-            tf.exp,
-            lambda s: tf.maximum(s, 0.0),
-        )
-    mx = sys.modules.get("mlx.core")
-    if mx is not None and isinstance(step, mx.array):
-        return _TensorMath(
-            lambda s: s.astype(mx.float32),
-            lambda p: mx.clip(p, 0.0, 1.0),
-            mx.exp,
-            lambda s: mx.maximum(s, 0.0),
-        )
-    raise TypeError(
-        f"gradrev.schedules: step must be an int or a 0-d integer tensor, got {type(step).__name__}"
-    )

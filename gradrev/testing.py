@@ -20,7 +20,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Protocol
@@ -158,10 +158,10 @@ def _dtypes() -> list[str]:
     return [d for d in DTYPES if d != "bfloat16" or _reference.BFLOAT16 is not None]
 
 
-def _probe(dtype: str, size: int = 1024) -> np.ndarray:
-    """Random values, ±0, ±inf, NaN, the extremes and subnormals (complex: in both parts)."""
+def probe(dtype: str, size: int = 1024) -> np.ndarray:
+    """The checks' incoming gradient: random values, ±0, ±inf, NaN, the extremes and subnormals (complex: in both parts)."""
     if dtype.startswith("complex"):
-        part = _probe(f"float{int(dtype[7:]) // 2}", size)
+        part = probe(f"float{int(dtype[7:]) // 2}", size)
         out = np.empty(part.shape, dtype)
         out.real, out.imag = part, np.roll(part, 7)
         return out
@@ -179,8 +179,11 @@ def _reversed(adapter: Adapter, g: np.ndarray, lam: Any, compiled: bool = False)
     return adapter.vjp(lambda a: adapter.ops.reverse(a, lam), x, adapter.tensor(g), compiled)
 
 
-def _assert_bits(got: np.ndarray, g: np.ndarray, lam: float, adapter: Adapter, what: str) -> None:
-    want = _reference.reverse_grad(g, lam, flush_subnormals=_flushes(adapter))
+def _want(g: np.ndarray, lam: float, adapter: Adapter) -> np.ndarray:
+    return _reference.reverse_grad(g, lam, flush_subnormals=_flushes(adapter))
+
+
+def _assert_same(got: np.ndarray, want: np.ndarray, what: str) -> None:
     assert got.dtype == want.dtype, f"{what}: gradient dtype {got.dtype}, expected {want.dtype}"
     assert got.shape == want.shape, f"{what}: gradient shape {got.shape}, expected {want.shape}"
     bad = ~_reference.same_bits(got, want)
@@ -190,22 +193,40 @@ def _assert_bits(got: np.ndarray, g: np.ndarray, lam: float, adapter: Adapter, w
     )
 
 
-def _parity(adapter: Adapter, compiled: bool = False) -> None:
+def _assert_bits(got: np.ndarray, g: np.ndarray, lam: float, adapter: Adapter, what: str) -> None:
+    _assert_same(got, _want(g, lam, adapter), what)
+
+
+def parity_cases(
+    adapter: Adapter, g: np.ndarray, compiled: bool = False
+) -> Iterator[tuple[str, float, str, np.ndarray, np.ndarray]]:
+    """The parity check's cases for the incoming gradient ``g``, computed one by one.
+
+    Each is ``(what, λ, λ's form, the gradient, the canonical bits)``: λ as a Python number
+    (float and int), then as a 0-d tensor of each float dtype. ``gradrev check`` reports
+    these same cases.
+    """
     # Compiling is slow (torch.compile: seconds per call), so compiled: one λ, two forms.
+    for lam in (*LAMBDAS, *INT_LAMBDAS) if not compiled else (0.3,):
+        what = f"{g.dtype}, λ={lam!r}"
+        # An int λ means float(λ): λ = 0 scales by −0.0, as the float does.
+        got = _reversed(adapter, g, lam, compiled)
+        yield what, float(lam), "number", got, _want(g, float(lam), adapter)
+        if isinstance(lam, int):
+            continue
+        for lam_dtype in _dtypes() if not compiled else ("float32",):
+            held = float(np.asarray(lam, _reference.dtype(lam_dtype)))
+            if _flushes(adapter) and abs(held) < _reference.finfo(lam_dtype).tiny:
+                held = float(np.copysign(0.0, held))
+            got = _reversed(adapter, g, adapter.scalar(lam, lam_dtype), compiled)
+            form = f"{lam_dtype} tensor"
+            yield f"{what} as a 0-d {lam_dtype} tensor", lam, form, got, _want(g, held, adapter)
+
+
+def _parity(adapter: Adapter, compiled: bool = False) -> None:
     for dtype in _dtypes():
-        g = _probe(dtype)
-        for lam in (*LAMBDAS, *INT_LAMBDAS) if not compiled else (0.3,):
-            what = f"{dtype}, λ={lam!r}"
-            # An int λ means float(λ): λ = 0 scales by −0.0, as the float does.
-            _assert_bits(_reversed(adapter, g, lam, compiled), g, float(lam), adapter, what)
-            if isinstance(lam, int):
-                continue
-            for lam_dtype in _dtypes() if not compiled else ("float32",):
-                held = float(np.asarray(lam, _reference.dtype(lam_dtype)))
-                if _flushes(adapter) and abs(held) < _reference.finfo(lam_dtype).tiny:
-                    held = float(np.copysign(0.0, held))
-                got = _reversed(adapter, g, adapter.scalar(lam, lam_dtype), compiled)
-                _assert_bits(got, g, held, adapter, f"{what} as a 0-d {lam_dtype} tensor")
+        for what, _, _, got, want in parity_cases(adapter, probe(dtype), compiled):
+            _assert_same(got, want, what)
 
 
 def check_parity(adapter: Adapter) -> None:
@@ -221,7 +242,7 @@ def check_compiled_parity(adapter: Adapter) -> None:
 def check_complex(adapter: Adapter) -> None:
     """Complex gradients are scaled by the real -λ: never conjugated, in every complex dtype."""
     for dtype in getattr(adapter, "complex_dtypes", COMPLEX_DTYPES):
-        g = _probe(dtype)
+        g = probe(dtype)
         if _flushes(adapter):
             # A complex multiply adds a ±0 term to each part, which turns a flushed −0.0
             # into +0.0: leave out parts whose product with λ would be subnormal.
@@ -235,7 +256,7 @@ def check_complex(adapter: Adapter) -> None:
 def check_large(adapter: Adapter) -> None:
     """Sizes that reach vectorised kernels, in every dtype, for λ a number and a tensor."""
     for dtype in _dtypes():
-        g = _probe(dtype, LARGE)
+        g = probe(dtype, LARGE)
         _assert_bits(_reversed(adapter, g, 0.3), g, 0.3, adapter, f"{g.size} {dtype}")
         held = float(np.float32(0.3))
         got = _reversed(adapter, g, adapter.scalar(0.3, "float32"))
@@ -275,7 +296,7 @@ def check_identity_forward(adapter: Adapter) -> None:
     own tensor type, without a copy (if the adapter can tell)."""
     shares = getattr(adapter, "shares_memory", None)
     for dtype in _dtypes():
-        a = _probe(dtype)
+        a = probe(dtype)
         x = adapter.tensor(a)
         for lam in (0.3, adapter.scalar(0.3, "float32")):
             y = adapter.ops.reverse(x, lam)

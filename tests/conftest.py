@@ -18,18 +18,12 @@ from typing import Any
 
 import pytest
 
-from gradrev._adapters import ADAPTERS
+from gradrev import _adapters, _registry
 
-BACKENDS = tuple(ADAPTERS)
+BACKENDS = tuple(fw.name for fw in _registry.BUILTINS)
 DEVICES = ("cpu", "gpu")
-_MODULE = {"torch": "torch", "jax": "jax", "tensorflow": "tensorflow", "mlx": "mlx"}
 
-# Known conflict (docs/install.md): triton (torch >= 2.14's CUDA builds ship it) segfaults
-# when it loads after TensorFlow, as torch.compile makes it do. Loaded first, both work.
-if "tensorflow" not in sys.modules and all(
-    importlib.util.find_spec(m) for m in ("triton", "tensorflow")
-):
-    import triton  # noqa: F401
+_registry.triton_before_tensorflow()
 
 
 def requested_backends() -> tuple[str, ...] | None:
@@ -46,7 +40,7 @@ def requested_backends() -> tuple[str, ...] | None:
 
 
 def installed(name: str) -> bool:
-    return importlib.util.find_spec(_MODULE[name]) is not None
+    return _registry.installed(name)
 
 
 def skip_reason(*names: str) -> str | None:
@@ -135,7 +129,7 @@ def lacks(capability: str) -> str | None:
 
 @functools.cache
 def adapter_for(name: str) -> Any:
-    return ADAPTERS[name]()
+    return _adapters.adapter(name)
 
 
 @pytest.fixture(params=[_backend_param(n) for n in BACKENDS])

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from gradrev import _registry
 from gradrev.tools import demo
 
 
@@ -184,7 +185,7 @@ def test_tables_say_one_seed_not_one_seeds() -> None:
 
 @pytest.mark.slow
 @pytest.mark.skipif(
-    not all(demo.has(m) for m in ("torch", "jax", "flax")), reason="needs torch and jax"
+    not all(_registry.importable(m) for m in ("torch", "jax", "flax")), reason="needs torch and jax"
 )
 def test_moons_float32_reports_the_framework_effect(tmp_path: Path) -> None:
     out = tmp_path / "report.json"

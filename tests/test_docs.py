@@ -13,18 +13,13 @@ from pathlib import Path
 import pytest
 from conftest import lacks, skip_reason
 
+from gradrev import _registry
+
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
 FENCE = re.compile(r"```python\n(.*?)```", re.S)
 # The backend each imported module needs; keras runs on the one KERAS_BACKEND names.
-NEEDS = {
-    "torch": "torch",
-    "jax": "jax",
-    "flax": "jax",
-    "optax": "jax",
-    "tensorflow": "tensorflow",
-    "mlx": "mlx",
-}
+NEEDS = {fw.name: fw.name for fw in _registry.BUILTINS} | {"flax": "jax", "optax": "jax"}
 IMPORTED = re.compile(r"^\s*(?:import|from)\s+(?:gradrev\.)?(\w+)", re.M)
 
 

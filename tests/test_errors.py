@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import gradrev
-from gradrev import _dispatch, _lambda
+from gradrev import _dispatch, _lambda, _registry
 
 
 def run_python(code: str) -> subprocess.CompletedProcess[str]:
@@ -338,7 +338,7 @@ def _install_plugin(tmp_path: Any, monkeypatch: pytest.MonkeyPatch, name: str, v
     )
     monkeypatch.syspath_prepend(str(TOY))
     monkeypatch.syspath_prepend(str(tmp_path))
-    _dispatch._entry_points.cache_clear()
+    _registry.entry_points.cache_clear()
     monkeypatch.setattr(_dispatch, "_BACKEND_FOR_TYPE", {})
     monkeypatch.setattr(
         _dispatch, "_BACKEND_FOR_SUBCLASS", __import__("weakref").WeakKeyDictionary()
@@ -348,7 +348,7 @@ def _install_plugin(tmp_path: Any, monkeypatch: pytest.MonkeyPatch, name: str, v
 @pytest.fixture
 def plugin_cleanup() -> Any:
     yield
-    _dispatch._entry_points.cache_clear()
+    _registry.entry_points.cache_clear()
 
 
 @pytest.mark.parametrize(
@@ -388,7 +388,7 @@ def test_a_plugin_cannot_take_over_numpy_builtins_or_a_shipped_framework(
     for x in (np.ones(3), [1.0], 3.0):
         with pytest.raises(TypeError, match=r"gradrev.reverse: x must be a torch.Tensor"):
             gradrev.reverse(x, 0.5)
-    assert name not in _dispatch._entry_points()
+    assert name not in _registry.entry_points()
 
 
 def test_the_dispatch_cache_does_not_keep_classes_alive() -> None:

@@ -138,6 +138,177 @@ def test_mlx_a_cast_file_loads_exactly_or_is_refused(kind: Any) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
+# x64 turned on after the layer was built, and refused loads that leave the layer as it was.
+
+
+def _jax_kind(kind: Any) -> None:
+    stateful(kind)
+    if kind.name not in ("nnx", "keras") or getattr(kind, "backend", "jax") != "jax":
+        pytest.skip("JAX's x64 switch")
+
+
+@pytest.mark.parametrize("how", ["built", "set", "scheduled"])
+def test_x64_turned_on_after_the_layer_was_built(kind: Any, how: str) -> None:
+    """Built without jax_enable_x64 (float32 storage), then x64 on: float64 gradients use the
+    float64 λ (b26c8e3: g * -0.10000000149)."""
+    _jax_kind(kind)
+    schedule = schedules.linear(0.1, 1.1, 10)  # schedule(0) = 0.1, schedule(1) = 0.2
+    with x64(kind.adapter.jax, False):
+        layer = kind.make(schedule=schedule) if how == "scheduled" else kind.make(0.1)
+        if how == "set":
+            kind.set(layer, 0.7)
+    want = {"built": 0.1, "set": 0.7, "scheduled": 0.1}[how]
+    g = G.astype(np.float64)
+    assert kind.get(layer) == want
+    np.testing.assert_array_equal(kind.grad(layer, X.astype(np.float64), g), g * -want)
+    np.testing.assert_array_equal(kind.grad(layer, X, G), _reference.reverse_grad(G, want))
+    if how == "scheduled":
+        assert kind.step(layer) == schedule(1)
+        np.testing.assert_array_equal(kind.grad(layer, X.astype(np.float64), g), g * -schedule(1))
+
+
+def test_nnx_x64_turned_on_after_build_inside_jit(kind: Any) -> None:
+    if kind.name != "nnx":
+        pytest.skip("nnx.jit")
+    nnx, jnp = kind.nnx, kind.jax.numpy
+    with x64(kind.adapter.jax, False):
+        layer = kind.make(0.1)
+
+    @nnx.jit
+    def grad(layer: Any, x: Any) -> Any:
+        return kind.jax.grad(lambda x: layer(x).sum())(x)
+
+    assert float(grad(layer, jnp.ones(2, jnp.float64))[0]) == -0.1
+    layer.lambda_ = 0.3  # no retrace, and still the float64 λ
+    assert float(grad(layer, jnp.ones(2, jnp.float64))[0]) == -0.3
+
+
+def test_a_refused_load_leaves_the_layer_as_it_was(kind: Any) -> None:
+    """nnx.update and a model's MLX load_weights write variable by variable: b26c8e3 wrote λ
+    before refusing the step count, so the refused load left λ changed."""
+    stateful(kind)
+    if kind.name == "nnx":
+        pytest.xfail("in progress: refused model-level loads are not atomic yet")
+    layer = kind.make(schedule=schedules.linear(0.0, 1.0, 10))
+    kind.step(layer)
+    before = (kind.get(layer), kind.steps(layer), layer.schedule)
+    for steps in (-1, 1.5, 2**31):
+        with pytest.raises(ValueError, match="step count"):
+            _load_model_level(kind, layer, 0.25, steps)
+        assert (kind.get(layer), kind.steps(layer), layer.schedule) == before, steps
+
+
+def _load_model_level(kind: Any, layer: Any, lam: float, steps: Any) -> None:
+    """λ and the step count written by the framework's model-level load, not the layer's."""
+    if kind.name == "mlx":
+        import struct
+
+        mx = kind.mx
+        model = kind.nn.Sequential(layer)
+        weights = dict(__import__("mlx.utils").utils.tree_flatten(model.parameters()))
+        weights["layers.0.lam"] = mx.array(list(struct.pack("<d", lam)), mx.uint8)
+        weights["layers.0.steps"] = mx.array(steps, mx.float32)
+        model.load_weights(list(weights.items()))
+    elif kind.name == "keras":
+        inp = kind.keras.Input((3,))
+        model = kind.keras.Model(inp, layer(inp))
+        weights = model.get_weights()
+        weights[0], weights[1] = np.asarray(lam), np.asarray(steps)
+        model.set_weights(weights)
+    else:
+        kind.load_values(layer, lam, steps)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_keras_model_set_weights_is_checked(kind: Any, bad: float) -> None:
+    """Model.set_weights assigns the variables directly, past the layer's set_weights:
+    b26c8e3 stored a NaN or inf λ and gave NaN gradients."""
+    if kind.name != "keras":
+        pytest.skip("Keras Model.set_weights")
+    layer = kind.make(0.5)
+    with pytest.raises(ValueError, match=r"gradrev\.keras\.GradientReversal"):
+        _load_model_level(kind, layer, bad, 0)
+    assert kind.get(layer) == 0.5 and kind.steps(layer) == 0
+    np.testing.assert_array_equal(kind.grad(layer, X, G), _reference.reverse_grad(G, 0.5))
+
+
+@pytest.mark.xfail(strict=True, reason="in progress: MLX's strict shape check runs first")
+def test_mlx_model_level_load_of_a_misshapen_lambda_is_gradrevs_error(kind: Any) -> None:
+    """b26c8e3: MLX's own "Expected shape (8,) but received shape (3,)"."""
+    if kind.name != "mlx":
+        pytest.skip("mlx load_weights")
+    mx, layer = kind.mx, kind.make(0.5)
+    model = kind.nn.Sequential(layer)
+    weights = dict(__import__("mlx.utils").utils.tree_flatten(model.parameters()))
+    weights["layers.0.lam"] = mx.array([0.5, 0.5, 0.5])
+    with pytest.raises(ValueError, match=r"gradrev\.mlx\.GradientReversal: lam holds"):
+        model.load_weights(list(weights.items()))
+    assert kind.get(layer) == 0.5
+
+
+_SAVE_WITHOUT_X64 = """
+import sys, keras
+from gradrev import schedules
+from gradrev.keras import GradientReversal
+inp = keras.Input((3,))
+a, b = GradientReversal(0.1, name="a"), GradientReversal(schedule=schedules.linear(0.1, 1.1, 10), name="b")
+model = keras.Model(inp, b(a(inp)))
+assert a.lam.dtype == "float32", a.lam.dtype  # JAX without x64
+model.save(sys.argv[1] + "/model.keras")
+model.save_weights(sys.argv[1] + "/model.weights.h5")
+"""
+
+_LOAD = """
+import sys, keras
+from gradrev.keras import GradientReversal
+loaded = keras.saving.load_model(sys.argv[1] + "/model.keras")
+inp = keras.Input((3,))
+a, b = GradientReversal(1.0, name="a"), GradientReversal(1.0, name="b")
+fresh = keras.Model(inp, b(a(inp)))
+fresh.load_weights(sys.argv[1] + "/model.weights.h5")
+print(repr([loaded.get_layer("a").lambda_, loaded.get_layer("b").lambda_, a.lambda_, b.lambda_]))
+"""
+
+
+def _keras_script(backend: str, script: str, *args: str, x64_on: bool = False) -> str:
+    import os
+    import subprocess
+    import sys
+
+    env = {
+        **os.environ,
+        "KERAS_BACKEND": backend,
+        "JAX_ENABLE_X64": "1" if x64_on else "0",
+        "TF_CPP_MIN_LOG_LEVEL": "3",
+    }
+    proc = subprocess.run(
+        [sys.executable, "-c", script, *args], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return (proc.stdout.strip().splitlines() or [""])[-1]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("backend", "x64_on"), [("tensorflow", False), ("torch", False), ("jax", True)]
+)
+def test_keras_jax_file_saved_without_x64_loads_the_exact_lambda(
+    tmp_path: Any, backend: str, x64_on: bool
+) -> None:
+    """b26c8e3: a Keras-JAX file saved without x64 held float32 λ, which loaded elsewhere as
+    0.10000000149011612 (.keras files and .weights.h5 alike)."""
+    from test_layers import KERAS_CHILD, importlib_missing
+
+    if __import__("os").environ.get(KERAS_CHILD) or importlib_missing("keras"):
+        pytest.skip("runs Keras in child processes, one per backend")
+    for module in ("jax", backend):
+        pytest.importorskip(module)
+    _keras_script("jax", _SAVE_WITHOUT_X64, str(tmp_path))
+    got = _keras_script(backend, _LOAD, str(tmp_path), x64_on=x64_on)
+    assert got == repr([0.1, 0.1, 0.1, 0.1])
+
+
+# ---------------------------------------------------------------------------------------------
 # torch: the load, cast and compile paths.
 
 

@@ -13,7 +13,7 @@ import pytest
 from conftest import KERAS_CHILD, run_keras_child
 from layer_kinds import KINDS, x64
 
-from gradrev import _reference, schedules
+from gradrev import _reference, _registry, schedules
 from gradrev.testing import LAYER_CHECKS, run_layer_check
 
 LAMBDAS = [0.0, 0.3, -0.7, 1.0, 2.5, 0.125, -3.0, 1e-3, 0.9, 0.5, 7.0, 0.25]
@@ -32,9 +32,7 @@ def kind_param(name: str) -> Any:
 
 
 def importlib_missing(name: str) -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec(KINDS[name].needs) is None
+    return not _registry.importable(KINDS[name].needs)
 
 
 @pytest.fixture(params=[kind_param(n) for n in KINDS])

@@ -16,6 +16,7 @@ except ImportError as e:  # pragma: no cover - exercised in a subprocess
     raise missing(__name__, "jax", e) from e
 
 from gradrev import _lambda
+from gradrev.backends import ScheduleMath
 
 __all__ = ["is_tensor", "reverse"]
 
@@ -136,3 +137,21 @@ def _constant(value: float, sign: float, dtype: Any) -> np.ndarray:
     broke the next ``jax.export`` ("Too many leaves for PyTreeDef").
     """
     return np.asarray(value, dtype)
+
+
+# -- What the tools and schedules read (gradrev/_registry.py): devices, schedule math --
+
+
+def devices() -> list[str]:
+    """The devices JAX sees, its default backend's first, then the CPU's."""
+    found = [str(d) for d in jax.devices()]
+    return found if jax.default_backend() == "cpu" else found + [str(d) for d in jax.devices("cpu")]
+
+
+def schedule_math() -> ScheduleMath:
+    return ScheduleMath(
+        lambda s: s.astype(jnp.float32),
+        lambda p: jnp.clip(p, 0.0, 1.0),
+        jnp.exp,
+        lambda s: jnp.maximum(s, 0.0),
+    )

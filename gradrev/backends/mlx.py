@@ -14,6 +14,7 @@ except ImportError as e:  # pragma: no cover - exercised in a subprocess
     raise missing(__name__, "mlx", e) from e
 
 from gradrev import _lambda
+from gradrev.backends import ScheduleMath
 
 __all__ = ["is_tensor", "reverse"]
 
@@ -153,3 +154,20 @@ def _neg_lambda(lambda_: Any, dtype: mx.Dtype) -> mx.array:
         return -mx.stop_gradient(lambda_).astype(dtype, stream=stream)
     # mx.array rounds a Python float to float32 to nearest even, as PyTorch and NumPy do.
     return mx.array(-_lambda.as_float(lambda_, "gradrev.reverse", _FRAMEWORK), dtype)
+
+
+# -- What the tools and schedules read (gradrev/_registry.py): devices, schedule math --
+
+
+def devices() -> list[str]:
+    """The devices MLX sees, CPU first."""
+    return ["cpu", *(["gpu"] if mx.is_available(mx.gpu) else [])]
+
+
+def schedule_math() -> ScheduleMath:
+    return ScheduleMath(
+        lambda s: s.astype(mx.float32),
+        lambda p: mx.clip(p, 0.0, 1.0),
+        mx.exp,
+        lambda s: mx.maximum(s, 0.0),
+    )

@@ -18,6 +18,7 @@ except ImportError as e:  # pragma: no cover - exercised in a subprocess
     raise missing(__name__, "tensorflow", e) from e
 
 from gradrev import _lambda
+from gradrev.backends import ScheduleMath
 
 __all__ = ["is_tensor", "reverse"]
 
@@ -131,3 +132,20 @@ def _make_constant(value: float, dtype: tf.DType) -> tf.Tensor:
     # Via NumPy: TensorFlow's eager cache of scalar constants keys on the Python value, and
     # 0.0 == -0.0, so tf.constant(-0.0) can return a cached +0.0 and flip the zeros' signs.
     return tf.constant(np.asarray(value, dtype.as_numpy_dtype))
+
+
+# -- What the tools and schedules read (gradrev/_registry.py): devices, schedule math --
+
+
+def devices() -> list[str]:
+    """The logical devices TensorFlow sees, CPU first."""
+    return [d.name for d in tf.config.list_logical_devices()]
+
+
+def schedule_math() -> ScheduleMath:
+    return ScheduleMath(
+        lambda s: tf.cast(s, tf.float32),
+        lambda p: tf.clip_by_value(p, 0.0, 1.0),
+        tf.exp,
+        lambda s: tf.maximum(s, 0.0),
+    )

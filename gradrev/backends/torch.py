@@ -18,6 +18,7 @@ except ImportError as e:  # pragma: no cover - exercised in a subprocess
     raise missing(__name__, "torch", e) from e
 
 from gradrev import _lambda
+from gradrev.backends import ScheduleMath
 
 __all__ = ["GradReverse", "is_tensor", "reverse"]
 
@@ -344,4 +345,22 @@ def _not_dense(x: torch.Tensor) -> TypeError:
         f"gradrev.reverse: x must be a dense (strided, not nested) torch.Tensor, got a {kind} "
         f"torch.Tensor (layout {x.layout}); reverse x.to_dense(), or the nested tensor's "
         "values()"
+    )
+
+
+# -- What the tools and schedules read (gradrev/_registry.py): devices, schedule math --
+
+
+def devices() -> list[str]:
+    """The devices PyTorch sees, CPU first."""
+    gpus = [f"cuda:{i} ({torch.cuda.get_device_name(i)})" for i in range(torch.cuda.device_count())]
+    return ["cpu", *gpus]
+
+
+def schedule_math() -> ScheduleMath:
+    return ScheduleMath(
+        lambda s: s.to(torch.float32),
+        lambda p: p.clamp(0.0, 1.0),
+        torch.exp,
+        lambda s: s.clamp(min=0.0),
     )

@@ -77,10 +77,12 @@ class ReversalState(nnx.Variable[jax.Array]):
         if isinstance(new, jax.core.Tracer) or not hasattr(current, "dtype"):
             return  # inside a transform, or being built: nothing concrete to check
         dtype = np.dtype(current.dtype)
+        bits = dtype.kind == "u" and np.shape(current)[-1:] == (8,)  # λ's exact bytes
         try:
             array = np.asarray(new)  # a stack of layers (nnx.vmap) is checked element-wise
             if array.shape != np.shape(current) or array.dtype.kind == "c":
                 what = {"f": "λ", "i": "step count"}.get(dtype.kind, "schedule_config")
+                what = "lambda_bits" if bits else what
                 raise ValueError(
                     f"{_WHERE}: the restored {what} must have shape "
                     f"{np.shape(current)} and real values, got {_lambda.describe(array)}"
@@ -91,6 +93,10 @@ class ReversalState(nnx.Variable[jax.Array]):
             elif dtype.kind == "i":
                 values = [_layer.restored_steps(v, _WHERE) for v in array.flat]
                 checked = jnp.asarray(np.asarray(values, dtype).reshape(array.shape))
+            elif bits:
+                for row in array.reshape(-1, 8):
+                    _layer.restored_exact(row, _WHERE)
+                checked = jnp.asarray(array.astype(dtype))
             else:  # the schedule's config bytes: a float cast keeps them exact
                 wide = array.astype(np.float64)
                 if not (np.all(wide == np.floor(wide)) and np.all((wide >= 0) & (wide <= 255))):
@@ -110,8 +116,9 @@ class GradientReversal(_layer.LambdaState, nnx.Module):
 
     Gives the bits of `gradrev.reverse(x, v)` for the Python float v = λ, in every input
     dtype: λ is float64 (float32 without `jax_enable_x64`, when no input can be float64).
-    `lam`, `steps` and the schedule's config are `ReversalState` variables, so they travel
-    through `nnx.split`/`nnx.merge`, `nnx.state`/`nnx.update` and checkpoints; a restore
+    `lam` (with `lam_bits`, its exact float64 bytes, so that x64 turned on later gives the
+    float64 λ), `steps` and the schedule's config are `ReversalState` variables, so they
+    travel through `nnx.split`/`nnx.merge`, `nnx.state`/`nnx.update` and checkpoints; a restore
     brings back λ, the step count and the schedule, and the layer continues the saved run.
     Changing λ or calling `step()`, eagerly or inside `nnx.jit`, never retraces.
 
@@ -130,6 +137,9 @@ class GradientReversal(_layer.LambdaState, nnx.Module):
     ) -> None:
         value = self._init_state(lambda_, schedule)
         self.lam = ReversalState(jnp.asarray(value, self._lambda_dtype()))
+        # λ's exact float64 bytes: with float32 `lam` (built without x64), x64 turned on later
+        # still gives the float64 λ (`_lambda`).
+        self.lam_bits = ReversalState(jnp.asarray(_exact_bytes(value)))
         self.steps = ReversalState(jnp.asarray(0, jnp.int32))
         self.schedule_config = ReversalState(jnp.asarray(_bytes(None)))
         self._schedule = None
@@ -141,7 +151,15 @@ class GradientReversal(_layer.LambdaState, nnx.Module):
         self.schedule = schedule
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        return backend.reverse(x, self.lam[...])
+        return backend.reverse(x, self._lambda())
+
+    def _lambda(self) -> jax.Array:
+        """λ for the forward: `lam`, or its exact float64 once x64 is on for a float32 `lam`."""
+        lam = self.lam[...]
+        if lam.dtype != np.float32 or not _x64():
+            return lam
+        exact: jax.Array = _layer.exact_in_jax(lam, self.lam_bits[...])
+        return exact
 
     # -- storage for the shared state machine -----------------------------------------------
     def _lambda_dtype(self) -> str:
@@ -151,10 +169,15 @@ class GradientReversal(_layer.LambdaState, nnx.Module):
         return str(lam[...].dtype)
 
     def _get_lambda(self) -> float:
-        return float(self.lam[...])
+        lam = self.lam[...]
+        if lam.dtype != np.float32:
+            return float(lam)
+        exact = np.asarray(self.lam_bits[...], np.uint8).view("<f8")
+        return _layer.held_in_float32(float(lam), float(exact[0]))  # as `_lambda` reads it
 
     def _put_lambda(self, value: float) -> None:
         self.lam[...] = jnp.asarray(value, self.lam[...].dtype)
+        self.lam_bits[...] = jnp.asarray(_exact_bytes(value))
 
     def _get_steps(self) -> int:
         return int(self.steps[...])
@@ -191,23 +214,36 @@ class GradientReversal(_layer.LambdaState, nnx.Module):
         # Inside a transform the step is abstract; the schedule is plain Python, so it runs
         # as a host callback, and λ has the same bits as an eager step() would give.
         lam, steps, config = self.lam[...], self.steps[...], self.schedule_config[...]
-        spec = jax.ShapeDtypeStruct(lam.shape, lam.dtype)  # type: ignore[no-untyped-call]
-        value = jax.pure_callback(
-            self._next_lambda, spec, steps, config, lam, vmap_method="sequential"
+        bits = self.lam_bits[...]
+        spec = tuple(jax.ShapeDtypeStruct(a.shape, a.dtype) for a in (lam, bits))  # type: ignore[no-untyped-call]
+        value, exact = jax.pure_callback(
+            self._next_lambda, spec, steps, config, lam, bits, vmap_method="sequential"
         )
-        self.lam[...] = value
+        self.lam[...], self.lam_bits[...] = value, exact
         self.steps[...] = steps + 1
         return value
 
-    def _next_lambda(self, steps: Any, config: Any, lam: Any) -> np.ndarray:
+    def _next_lambda(
+        self, steps: Any, config: Any, lam: Any, bits: Any
+    ) -> tuple[np.ndarray, np.ndarray]:
         steps = _layer.next_step(int(steps), _WHERE)
         data = np.asarray(config, np.uint8).tobytes()
         schedule = self._schedule if data == self._encoded else _layer.decode(data, _WHERE)
         if schedule is None:
-            return np.asarray(lam)
+            return np.asarray(lam), np.asarray(bits)
         value = _layer.lambda_at(schedule, steps, _WHERE)
         dtype = np.dtype(lam.dtype)
-        return np.asarray(_layer.fit_storage(value, dtype.name, _WHERE), dtype)
+        value = _layer.fit_storage(value, dtype.name, _WHERE)
+        return np.asarray(value, dtype), _exact_bytes(value)
+
+
+def _x64() -> bool:
+    """Whether jax_enable_x64 is on now (the flag or a `jax.enable_x64` context)."""
+    return bool(jax.config.read("jax_enable_x64"))  # type: ignore[no-untyped-call]
+
+
+def _exact_bytes(value: float) -> np.ndarray:
+    return np.frombuffer(_layer.exact_bytes(value), np.uint8)
 
 
 def _bytes(schedule: Any) -> np.ndarray:

@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib.util
 import json
 import os
 import platform
 import sys
 
+from gradrev import _registry
 from gradrev.tools.bench_core import NOTES, ROWS, table
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -34,13 +34,7 @@ def installed() -> list[str]:
     """The frameworks of the eager case table that this environment can import."""
     from gradrev.tools.bench_eager import EAGER_CASES
 
-    names = []
-    for name in EAGER_CASES:
-        module = "mlx.core" if name == "mlx" else name
-        with contextlib.suppress(ImportError, ValueError):
-            if importlib.util.find_spec(module) is not None:
-                names.append(name)
-    return names
+    return [name for name in EAGER_CASES if _registry.installed(name)]
 
 
 def machine() -> dict[str, object]:
@@ -55,9 +49,9 @@ def machine() -> dict[str, object]:
         info["cpu"] = names[0] if names else None
     with contextlib.suppress(OSError):
         info["load average"] = [round(v, 2) for v in os.getloadavg()]
-    for mod in ("torch", "jax", "tensorflow", "mlx.core"):
-        if mod in sys.modules:
-            info[mod.split(".")[0]] = getattr(sys.modules[mod], "__version__", "?")
+    for fw in _registry.frameworks():
+        if fw.module in sys.modules:
+            info[fw.name] = getattr(sys.modules[fw.module], "__version__", "?")
     if "torch" in sys.modules and sys.modules["torch"].cuda.is_available():
         info["gpu"] = sys.modules["torch"].cuda.get_device_name(0)
     return info

@@ -1,32 +1,45 @@
-"""``gradrev check``: the parity self-test on every installed backend and visible device."""
+"""``gradrev check``: the parity self-test on every installed backend and visible device.
+
+The cases are [gradrev.testing][]'s parity check, one row each in the report; the backends
+and their adapters come from the registry, plug-ins included.
+"""
 
 from __future__ import annotations
 
-import importlib.util
 import platform
 from typing import Any
 
-import numpy as np
+from gradrev import _adapters, _reference, _registry, testing
 
-from gradrev import _reference
-from gradrev._adapters import ADAPTERS, devices
-
-DTYPES = ("float16", "bfloat16", "float32", "float64")
-LAMBDAS = (1.0, 0.0, -0.0, -0.7, 0.3, 2.5)
+DTYPES = testing.DTYPES
 
 
-def installed_backends() -> list[str]:
-    return [name for name in ADAPTERS if importlib.util.find_spec(name) is not None]
+class _OnDevice:
+    """A built-in adapter bound to one device, with gradrev.testing.Adapter's face."""
+
+    def __init__(self, adapter: Any, device: str) -> None:
+        self.adapter, self.device = adapter, device
+        self.name, self.ops = adapter.name, adapter.ops
+
+    def tensor(self, a: Any) -> Any:
+        return self.adapter.tensor(a, self.device)
+
+    def scalar(self, value: float, dtype: str) -> Any:
+        return self.adapter.scalar(value, dtype, self.device)
+
+    def numpy(self, t: Any) -> Any:
+        return self.adapter.numpy(t)
+
+    def vjp(self, fn: Any, x: Any, g: Any, compiled: bool = False) -> Any:
+        return self.adapter.vjp(fn, x, g, compiled)
+
+    def flushes_subnormals(self) -> bool:
+        return bool(self.adapter.flushes_subnormals(self.device))
 
 
-def probe_gradient(dtype: np.dtype[Any], seed: int = 0) -> np.ndarray:
-    """Random values plus ±0, ±inf, NaN, extremes and subnormals, in ``dtype``."""
-    rng = np.random.default_rng(seed)
-    info = _reference.finfo(dtype)
-    special = [0.0, -0.0, np.inf, -np.inf, np.nan, float(info.max), float(info.tiny)]
-    special += [float(info.smallest_subnormal), -float(info.smallest_subnormal)]
-    with np.errstate(over="ignore"):
-        return np.concatenate([rng.standard_normal(4096) * 3, special]).astype(dtype)
+def _devices(adapter: Any) -> list[str]:
+    has_gpu = getattr(adapter, "has_gpu", None)
+    return ["cpu", "gpu"] if has_gpu is not None and has_gpu() else ["cpu"]
 
 
 def run(backends: list[str] | None = None) -> dict[str, Any]:
@@ -36,52 +49,39 @@ def run(backends: list[str] | None = None) -> dict[str, Any]:
     platform, the devices, and the rows that could not run (``skipped``, with the reason).
     """
     from gradrev import __version__
-    from gradrev.tools.cli import devices as framework_devices
-    from gradrev.tools.cli import framework_version
 
     results: list[dict[str, Any]] = []
     skipped: list[dict[str, Any]] = []
     frameworks: dict[str, Any] = {}
-    for name in backends or installed_backends():
-        adapter = ADAPTERS[name]()
-        frameworks[name] = {
-            "version": framework_version(name),
-            "devices": framework_devices(name),
-        }
-        for device in devices(adapter):
-            flush = adapter.flushes_subnormals(device)
+    for name in backends or _registry.installed_names():
+        adapter = _adapters.adapter(name)
+        frameworks[name] = {"version": _registry.version(name), "devices": _registry.devices(name)}
+        for device in _devices(adapter):
+            on = adapter if device == "cpu" else _OnDevice(adapter, device)
+            flush = testing._flushes(on)
             for dtype_name in DTYPES:
                 if dtype_name == "bfloat16" and _reference.BFLOAT16 is None:
                     reason = "ml_dtypes is not installed"
                     skipped.append({"backend": name, "dtype": dtype_name, "reason": reason})
                     continue
-                g = probe_gradient(_reference.dtype(dtype_name))
-                for lam in LAMBDAS:
-                    for form in ("number", "tensor"):
-                        arg = adapter.scalar(lam, "float64", device) if form == "tensor" else lam
-                        x = adapter.tensor(np.zeros_like(g), device)
-                        got = adapter.vjp(
-                            lambda a, arg=arg: adapter.ops.reverse(a, arg),
-                            x,
-                            adapter.tensor(g, device),
-                        )
-                        want = _reference.reverse_grad(g, lam, flush_subnormals=flush)
-                        same = _reference.same_bits(got, want) if got.dtype == want.dtype else None
-                        bad = g.size if same is None else int((~same).sum())
-                        results.append(
-                            {
-                                "backend": name,
-                                "device": device,
-                                "dtype": dtype_name,
-                                "lambda": lam,
-                                "lambda_form": form,
-                                "match": bad == 0,
-                                "mismatches": bad,
-                                "elements": int(g.size),
-                                "grad_dtype": str(got.dtype),
-                                "flush_subnormals": flush,
-                            }
-                        )
+                g = testing.probe(dtype_name)
+                for _, lam, form, got, want in testing.parity_cases(on, g):
+                    same = _reference.same_bits(got, want) if got.dtype == want.dtype else None
+                    bad = g.size if same is None else int((~same).sum())
+                    results.append(
+                        {
+                            "backend": name,
+                            "device": device,
+                            "dtype": dtype_name,
+                            "lambda": lam,
+                            "lambda_form": form,
+                            "match": bad == 0,
+                            "mismatches": bad,
+                            "elements": int(g.size),
+                            "grad_dtype": str(got.dtype),
+                            "flush_subnormals": flush,
+                        }
+                    )
     return {
         "ok": bool(results) and all(r["match"] for r in results),
         "gradrev": __version__,

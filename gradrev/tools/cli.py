@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib.metadata
-import importlib.util
 import json
 import os
 import platform
@@ -19,9 +17,9 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
+from gradrev import _registry
 from gradrev._install import pip_command
 
-_FRAMEWORKS = ("torch", "jax", "tensorflow", "mlx")
 _QUICK = {"seeds": 2, "steps": 40}
 
 
@@ -29,22 +27,12 @@ def main(argv: list[str] | None = None) -> int:
     args, unknown = _parser().parse_known_args(argv)
     if unknown:  # said with the command's own usage, not gradrev's
         args.command_parser.error(f"unrecognized arguments: {' '.join(unknown)}")
-    _triton_before_tensorflow()
+    _registry.triton_before_tensorflow()
     if args.verbose:
         return int(args.run(args))
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     with _quiet_frameworks():
         return int(args.run(args))
-
-
-def _triton_before_tensorflow() -> None:
-    # Known conflict (docs/install.md): triton, which torch's CUDA builds ship, segfaults when
-    # it loads after TensorFlow, as torch.compile in `bench` (or a check) makes it do.
-    # Loaded first, both work; the suite's conftest.py does the same.
-    if "tensorflow" not in sys.modules and all(
-        importlib.util.find_spec(m) for m in ("triton", "tensorflow")
-    ):
-        import triton  # type: ignore[import-not-found]  # noqa: F401
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -70,7 +58,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     check.add_argument(
         "--backends",
-        help="comma-separated subset of torch,jax,tensorflow,mlx (default: installed)",
+        help=f"comma-separated subset of {','.join(_registry.names())} (default: installed)",
     )
     check.set_defaults(run=_check)
 
@@ -88,7 +76,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     m, g = Config(), DigitsConfig()
     demo.add_argument("--task", choices=["moons", "digits"], default="moons")
-    demo.add_argument("--backends", help="comma-separated subset of torch,jax,tensorflow,mlx")
+    builtins = ",".join(fw.name for fw in _registry.BUILTINS)
+    demo.add_argument("--backends", help=f"comma-separated subset of {builtins}")
     # Each number is checked as it is parsed (gradrev/tools/args.py): a bad one gets the usage
     # and exit status 2, before anything runs. Unset, an option takes the task's default.
     seeds, steps = int_range(1, 100), int_range(1, 100_000)
@@ -200,7 +189,7 @@ def _demo(args: argparse.Namespace) -> int:
     if missing:
         print(f"gradrev demo: {', '.join(missing)} not installed: {_hints(missing)}")
         return 2
-    if not demo.has("numpy"):
+    if not _registry.importable("numpy"):
         print(f"gradrev demo: the demo needs NumPy: {pip_command('numpy')}")
         return 2
     if _broken(requested, "demo"):
@@ -208,11 +197,11 @@ def _demo(args: argparse.Namespace) -> int:
     if args.task != "digits" and args.data_seed is not None:
         print("gradrev demo: --data-seed is for --task digits (the moons have no patches)")
         return 2
-    if args.task == "digits" and not demo.has("sklearn"):
+    if args.task == "digits" and not _registry.importable("sklearn"):
         print(f"gradrev demo: --task digits needs scikit-learn: {pip_command('scikit-learn')}")
         return 2
     config = _demo_config(args)
-    plot = demo.has("matplotlib")
+    plot = _registry.importable("matplotlib")
     if not plot:  # said before training, not after it
         print(f"no figure: matplotlib is not installed: {pip_command('matplotlib')}", flush=True)
     from gradrev.tools.demo import report
@@ -276,14 +265,13 @@ def _demo_config(args: argparse.Namespace) -> Any:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from gradrev.tools import demo
-
     backends = _split(args.backends)
-    unknown = sorted(set(backends or []) - set(_FRAMEWORKS))
+    known = _registry.names()
+    unknown = sorted(set(backends or []) - set(known))
     if unknown:
-        print(f"gradrev check: unknown backends {unknown}; accepted: {list(_FRAMEWORKS)}")
+        print(f"gradrev check: unknown backends {unknown}; accepted: {known}")
         return 2
-    installed = [name for name in _FRAMEWORKS if demo.has(name)]
+    installed = _registry.installed_names()
     missing = [name for name in backends or [] if name not in installed]
     if missing:
         print(f"gradrev check: {', '.join(missing)} not installed: {_hints(missing)}")
@@ -291,15 +279,15 @@ def _check(args: argparse.Namespace) -> int:
     if not (backends or installed):
         print(f"gradrev check: no framework installed. For PyTorch: {pip_command('torch')}")
         return 2
-    if not demo.has("numpy"):
+    if not _registry.importable("numpy"):
         print(f"gradrev check: the reference needs NumPy: {pip_command('numpy')}")
         return 2
     if _broken(backends or installed, "check"):
         return 2
-    from gradrev.tools import check as _check
+    from gradrev.tools import check
 
-    report = _check.run(backends or installed)
-    print(_check.table(report))
+    report = check.run(backends or installed)
+    print(check.table(report))
     if args.json:
         try:
             args.json.parent.mkdir(parents=True, exist_ok=True)
@@ -312,29 +300,20 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _hints(frameworks: list[str]) -> str:
-    return "".join(f"\n  {pip_command(name)}" for name in frameworks)  # one command a line
+    extras = [_registry.get(name).extra for name in frameworks]
+    return "".join(f"\n  {pip_command(extra)}" for extra in extras)  # one command a line
 
 
 def _broken(frameworks: list[str], command: str) -> bool:
     """Whether importing one of ``frameworks`` fails (a broken install); says which and why."""
     broken = False
     for name in frameworks:
-        error = import_error(name)
+        error = _registry.import_error(name)
         if error:
             print(f"gradrev {command}: {name} is installed but does not import: {error}")
-            print(f"  reinstall it: {pip_command(name)}")
+            print(f"  reinstall it: {pip_command(_registry.get(name).extra)}")
             broken = True
     return broken
-
-
-def import_error(name: str) -> str | None:
-    """Why importing framework ``name`` fails (a broken install), or None if it imports."""
-    module = "mlx.core" if name == "mlx" else name
-    try:
-        importlib.import_module(module)
-    except Exception as e:  # a broken install raises anything: ImportError, OSError, ...
-        return f"{type(e).__name__}: {e}"
-    return None
 
 
 def _info(args: argparse.Namespace) -> int:
@@ -342,47 +321,18 @@ def _info(args: argparse.Namespace) -> int:
 
     print(f"gradrev {__version__}, Python {platform.python_version()} on {platform.platform()}")
     status = 0
-    for name in _FRAMEWORKS:
-        version = framework_version(name)
+    for fw in _registry.frameworks():
+        name, version = fw.name, _registry.version(fw.name)
         if version is None:
-            print(f"{name:<11} not installed: {pip_command(name)}")
+            print(f"{name:<11} not installed: {pip_command(fw.extra)}")
             continue
-        error = import_error(name)
+        error = _registry.import_error(name)
         if error:
             print(f"{name:<11} {version:<12} does not import: {error}")
             status = 1
             continue
-        print(f"{name:<11} {version:<12} devices: {', '.join(devices(name))}")
+        print(f"{name:<11} {version:<12} devices: {', '.join(_registry.devices(name))}")
     return status
-
-
-def framework_version(name: str) -> str | None:
-    """The installed version of a framework's distribution, or None."""
-    dists = ("tensorflow", "tensorflow-cpu", "tf-nightly") if name == "tensorflow" else (name,)
-    for dist in dists:
-        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
-            return importlib.metadata.version(dist)
-    return None
-
-
-def devices(name: str) -> list[str]:
-    """The devices a framework sees, CPU first (imports the framework)."""
-    if name == "mlx":
-        import mlx.core as mx
-
-        return ["cpu", *(["gpu"] if mx.is_available(mx.gpu) else [])]
-    module: Any = __import__(name)
-    if name == "torch":
-        gpus = [
-            f"cuda:{i} ({module.cuda.get_device_name(i)})"
-            for i in range(module.cuda.device_count())
-        ]
-        return ["cpu", *gpus]
-    if name == "jax":
-        return [str(d) for d in module.devices()] + (
-            [] if module.default_backend() == "cpu" else [str(d) for d in module.devices("cpu")]
-        )
-    return [d.name for d in module.config.list_logical_devices()]
 
 
 if __name__ == "__main__":

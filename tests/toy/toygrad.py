@@ -27,6 +27,24 @@ class Tensor:
     def ndim(self) -> int:
         return self.value.ndim
 
+    # Forward-only arithmetic with Python numbers: enough for gradrev.schedules to step.
+    def __add__(self, other: float) -> Tensor:
+        return Tensor(self.value + other)
+
+    def __sub__(self, other: float) -> Tensor:
+        return Tensor(self.value - other)
+
+    def __mul__(self, other: float) -> Tensor:
+        return Tensor(self.value * other)
+
+    def __truediv__(self, other: float) -> Tensor:
+        return Tensor(self.value / other)
+
+    def __rtruediv__(self, other: float) -> Tensor:
+        return Tensor(other / self.value)
+
+    __radd__, __rmul__ = __add__, __mul__
+
 
 def grad(fn: Callable[[Tensor], Tensor], x: Tensor, g: np.ndarray) -> np.ndarray:
     """The gradient of ``fn`` at ``x`` for the cotangent ``g``."""

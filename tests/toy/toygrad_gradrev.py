@@ -1,7 +1,8 @@
 """The gradrev backend for toygrad, as a third-party package would ship it.
 
 Registered through the entry point group ``gradrev.backends`` (name ``toygrad``, value
-``toygrad_gradrev``); ``Adapter`` is what gradrev.testing.certify needs.
+``toygrad_gradrev``); ``Adapter`` is what gradrev.testing.certify and ``gradrev check`` need,
+``schedule_math`` what gradrev.schedules needs to step with a toygrad tensor.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import ml_dtypes
 import numpy as np
 import toygrad
 
-from gradrev.backends import as_float, not_floating, not_scalar, wrong_input
+from gradrev.backends import ScheduleMath, as_float, not_floating, not_scalar, wrong_input
 
 _REDUCED = (np.dtype(np.float16), np.dtype(ml_dtypes.bfloat16))
 
@@ -45,6 +46,15 @@ def _neg_lambda(lambda_: Any, dtype: np.dtype) -> np.ndarray:
             raise not_floating(lambda_, "gradrev.reverse", "toygrad")
         return -lambda_.value.astype(dtype)
     return np.asarray(-as_float(lambda_, "gradrev.reverse", "toygrad"), dtype)
+
+
+def schedule_math() -> ScheduleMath:
+    return ScheduleMath(
+        lambda s: toygrad.Tensor(s.value.astype(np.float32)),
+        lambda p: toygrad.Tensor(np.clip(p.value, np.float32(0), np.float32(1))),
+        lambda x: toygrad.Tensor(np.exp(x.value)),
+        lambda s: toygrad.Tensor(np.maximum(s.value, np.float32(0))),
+    )
 
 
 class Adapter:

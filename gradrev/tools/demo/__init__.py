@@ -13,16 +13,15 @@ install; the training lives in ``problem`` and the per-framework modules.
 
 from __future__ import annotations
 
-import importlib.util
 from dataclasses import dataclass
+from pathlib import Path
 
-BACKENDS = ("torch", "jax", "tensorflow", "mlx")
-_NEEDS = {
-    "torch": ("torch",),
-    "jax": ("jax", "flax"),
-    "tensorflow": ("tensorflow", "keras"),
-    "mlx": ("mlx",),
-}
+from gradrev import _registry
+
+# The built-in frameworks that have their trainers here (<name>.py and digits_<name>.py).
+BACKENDS = tuple(
+    fw.name for fw in _registry.BUILTINS if (Path(__file__).parent / f"{fw.name}.py").exists()
+)
 LAYERS = (("f1", 2, "h"), ("f2", "h", "h"), ("label", "h", 2), ("d1", "h", "h"), ("d2", "h", 1))
 
 
@@ -57,6 +56,7 @@ class DigitsConfig:
     gamma: float = 10.0
     channels: tuple[int, int] = (8, 16)
     hidden: int = 64
+    upsample: int = 1  # nearest-neighbour factor: 2 trains on 16×16 images
     data_seed: int = 0
     batchnorm: bool = True
     normalize: bool = True  # per-image input normalisation
@@ -65,12 +65,8 @@ class DigitsConfig:
 
 def installed_backends() -> list[str]:
     """The backends whose frameworks (and layer libraries) are installed."""
-    return [b for b in BACKENDS if all(has(m) for m in _NEEDS[b])]
-
-
-def has(module: str) -> bool:
-    """Whether ``module`` can be imported (False for one blocked in ``sys.modules``)."""
-    try:
-        return importlib.util.find_spec(module) is not None
-    except ValueError:  # sys.modules[module] is None
-        return False
+    return [
+        fw.name
+        for fw in _registry.BUILTINS
+        if all(_registry.importable(m) for m in (fw.module, *fw.layer_modules))
+    ]
