@@ -279,6 +279,7 @@ def _concrete(value: Any) -> np.ndarray | None:
     if name == "jax":
         import jax
 
+        # private API [jax-core-tracer]: docs/private-apis.md
         if isinstance(value, jax.core.Tracer):
             return None
     elif name == "tensorflow":
@@ -298,6 +299,7 @@ def _filled(variable: Any) -> np.ndarray | None:
     """The variable's value, or None while Keras' JAX trainer has emptied it: during `fit`
     it sets `_value` (private) to None and refills the variables one by one through
     `assign`, so a sibling may not be refilled yet (it comes back as it was)."""
+    # private API [keras-variable-value]: docs/private-apis.md
     if getattr(variable, "_value", 0) is None:
         return None
     return _array(variable.value)
