@@ -84,7 +84,7 @@ class GradientReversal(_layer.LambdaState, torch.nn.Module):
         # The buffer itself, not `self.lam`: nn.Module.__getattr__ costs about 1 µs a call,
         # a sixth of the eager forward (issue 23).
         # private API [torch-module-buffers]: docs/private-apis.md
-        lam = self._buffers["lam"]
+        lam = self._buffers["lam"]  # type: ignore[assignment]  # registered in __init__
         if lam.dtype != torch.float64:  # a wrapper cast it behind our back (FSDP1's buffer_dtype)
             lam = self._uncast(lam)
         elif _plain_eager(x) and lam.is_cpu and not lam.is_inference():

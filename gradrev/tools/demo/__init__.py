@@ -56,6 +56,7 @@ class DigitsConfig:
     gamma: float = 10.0
     channels: tuple[int, int] = (8, 16)
     hidden: int = 64
+    upsample: int = 1  # nearest-neighbour factor: 2 trains on 16×16 images
     data_seed: int = 0
     batchnorm: bool = True
     normalize: bool = True  # per-image input normalisation

@@ -17,6 +17,7 @@ updates the running statistics); evaluation uses the running statistics. SGD wit
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import product
 from types import SimpleNamespace
@@ -33,7 +34,7 @@ MODES = ("source_only", "dann", "control")  # control: the DANN model with λ = 
 
 @dataclass
 class ConvProblem:
-    """One seed's data (NumPy, (n, 64, 3) images), batch order and initial weights."""
+    """One seed's data (NumPy, (n, side, side, 3) images), batch order and initial weights."""
 
     x: dict[str, np.ndarray]  # source_train, target_train, source_test, target_test
     y: dict[str, np.ndarray]
@@ -41,7 +42,6 @@ class ConvProblem:
     target_batches: np.ndarray
     init: dict[str, np.ndarray]  # the trained parameters
     running: dict[str, np.ndarray]  # BatchNorm running means and variances
-    index: dict[int, np.ndarray]  # image side -> (side², 9) im2col gather indices
 
 
 @dataclass
@@ -53,23 +53,13 @@ class ConvRun:
     final_lambda: float
 
 
-def patch_index(side: int) -> np.ndarray:
-    """For each pixel of a side×side image, its 3×3 neighbours' flat indices; ``side²``
-    (one past the image) stands for the zero padding."""
-    out = np.full((side * side, 9), side * side, dtype=np.int64)
-    for r, c in product(range(side), repeat=2):
-        for k, (dr, dc) in enumerate(product((-1, 0, 1), repeat=2)):
-            if 0 <= r + dr < side and 0 <= c + dc < side:
-                out[r * side + c, k] = (r + dr) * side + c + dc
-    return out
-
-
 def prepare(images: np.ndarray, config: DigitsConfig) -> np.ndarray:
-    """(n, 8, 8, 3) images -> (n, 64, 3), per-image normalised if the recipe says so."""
-    x = images.reshape(len(images), -1, 3)
+    """(n, 8, 8, 3) images -> (n, side, side, 3): upsampled (nearest) by ``config.upsample``,
+    per-image normalised if the recipe says so."""
+    x = images.repeat(config.upsample, axis=1).repeat(config.upsample, axis=2)
     if config.normalize:
-        mean = x.mean(axis=(1, 2), keepdims=True)
-        x = (x - mean) / (x.std(axis=(1, 2), keepdims=True) + 1e-8)
+        mean = x.mean(axis=(1, 2, 3), keepdims=True)
+        x = (x - mean) / (x.std(axis=(1, 2, 3), keepdims=True) + 1e-8)
     return x.astype(config.dtype)
 
 
@@ -89,17 +79,23 @@ def make_problem(seed: int, config: DigitsConfig, data: Any = None) -> ConvProbl
         order = np.concatenate([rng.permutation(m) for _ in range(n // m + 1)])
         batches.append(order[:n].reshape(config.steps, config.batch_size))
     c1, c2 = config.channels
-    flat, h = 4 * c2, config.hidden
+    flat, h = 4 * c2 * config.upsample**2, config.hidden
     shapes = {"conv1": (27, c1), "conv2": (9 * c1, c2)}
     shapes |= {"label1": (flat, h), "label2": (h, 10), "domain1": (flat, h), "domain2": (h, 1)}
     init, running = {}, {}
     for name, (fan_in, fan_out) in shapes.items():
         init[name] = rng.normal(0, np.sqrt(2 / fan_in), (fan_in, fan_out))
         if name.startswith("conv") and config.batchnorm:
-            init[name + "_gamma"], init[name + "_beta"] = np.ones(fan_out), np.zeros(fan_out)
-            running[name + "_mean"], running[name + "_var"] = np.zeros(fan_out), np.ones(fan_out)
+            init[name + "_gamma"], init[name + "_beta"] = (
+                np.ones((1, fan_out)),
+                np.zeros((1, fan_out)),
+            )
+            running[name + "_mean"], running[name + "_var"] = (
+                np.zeros((1, fan_out)),
+                np.ones((1, fan_out)),
+            )
         else:
-            init[name + "_bias"] = np.zeros(fan_out)
+            init[name + "_bias"] = np.zeros((1, fan_out))
     dt = np.dtype(config.dtype)
     return ConvProblem(
         x,
@@ -108,7 +104,6 @@ def make_problem(seed: int, config: DigitsConfig, data: Any = None) -> ConvProbl
         batches[1],
         {k: v.astype(dt) for k, v in init.items()},
         {k: v.astype(dt) for k, v in running.items()},
-        {8: patch_index(8), 4: patch_index(4)},
     )
 
 
@@ -129,24 +124,25 @@ def annealed_lr(config: DigitsConfig, step: int) -> float:
     return float(config.lr / (1 + 10 * (step - 1) / config.steps) ** 0.75)
 
 
-def features(
-    ops: Any, p: dict[str, Any], running: Any, x: Any, index: Any
-) -> tuple[Any, list[Any]]:
-    """Images (B, 64, 3) -> features (B, 4·c2), and each BatchNorm's batch (mean, var).
+def features(ops: Any, p: dict[str, Any], running: Any, x: Any) -> tuple[Any, list[Any]]:
+    """Images (S, B, side, side, 3) of S seeds -> features (S, B, F), and each BatchNorm's
+    batch (mean, var). Every parameter has the seeds as its first axis.
 
     ``running`` None: training (batch statistics); else evaluation on those statistics.
     """
     batch_stats = []
-    side = 8
     for name in ("conv1", "conv2"):
-        b, s, c = x.shape
-        padded = ops.concat([x, x[:, :1] * 0], 1)
-        cols = ops.reshape(ops.take(padded, index[side]), (b * s, 9 * c))
-        z = ops.reshape(cols @ p[name], (b, s, -1))
+        s, b, side, _, c = x.shape
+        # im2col from nine shifted views of the zero-padded images (a slice's gradient is a
+        # pad: no scatter), then one matrix product per seed
+        padded = ops.pad(x)
+        shifted = [padded[:, :, r : r + side, q : q + side] for r, q in product(range(3), repeat=2)]
+        cols = ops.reshape(ops.concat(shifted, 4), (s, b * side * side, 9 * c))
+        z = cols @ p[name]
         if name + "_gamma" in p:
             if running is None:
-                mean = ops.mean(z, (0, 1))
-                var = ops.mean((z - mean) * (z - mean), (0, 1))
+                mean = ops.mean(z, (1,), keepdims=True)
+                var = ops.mean((z - mean) * (z - mean), (1,), keepdims=True)
                 batch_stats.append((mean, var))
             else:
                 mean, var = running[name + "_mean"], running[name + "_var"]
@@ -155,11 +151,8 @@ def features(
             z = z + p[name + "_bias"]
         z = ops.maximum(z, 0)
         half = side // 2
-        x = ops.reshape(
-            ops.max(ops.reshape(z, (b, half, 2, half, 2, -1)), (2, 4)), (b, -1, z.shape[-1])
-        )
-        side = half
-    return ops.reshape(x, (x.shape[0], -1)), batch_stats
+        x = ops.max(ops.reshape(z, (s, b, half, 2, half, 2, -1)), (3, 5))
+    return ops.reshape(x, (x.shape[0], x.shape[1], -1)), batch_stats
 
 
 def mlp(ops: Any, p: dict[str, Any], h: Any, head: str) -> Any:
@@ -168,21 +161,23 @@ def mlp(ops: Any, p: dict[str, Any], h: Any, head: str) -> Any:
 
 
 def loss(
-    ops: Any, p: dict[str, Any], xs: Any, onehot: Any, xt: Any, is_target: Any, grl: Any, index: Any
+    ops: Any, p: dict[str, Any], xs: Any, onehot: Any, xt: Any, is_target: Any, grl: Any
 ) -> tuple[Any, list[Any]]:
-    """Source cross-entropy (+ the domain loss behind ``grl`` when ``xt`` is not None), and
-    the batch statistics in the order the running statistics take them."""
-    hs, stats = features(ops, p, None, xs, index)
+    """The sum over seeds of each seed's source cross-entropy (+ its domain loss behind
+    ``grl`` when ``xt`` is not None), and the batch statistics in the order the running
+    statistics take them. A seed's parameters get only their own seed's gradient."""
+    hs, stats = features(ops, p, None, xs)
     logits = mlp(ops, p, hs, "label")
-    top = ops.max(logits, (1,), keepdims=True)
-    logsumexp = top[:, 0] + ops.log(ops.sum(ops.exp(logits - top), 1))
-    total = ops.mean(logsumexp - ops.sum(logits * onehot, 1), (0,))
-    if xt is None:
-        return total, stats
-    ht, target_stats = features(ops, p, None, xt, index)
-    d = mlp(ops, p, grl(ops.concat([hs, ht], 0)), "domain")[:, 0]
-    softplus = ops.maximum(d, 0) + ops.log1p(ops.exp(-ops.abs(d)))
-    return total + ops.mean(softplus - is_target * d, (0,)), stats + target_stats
+    top = ops.max(logits, (2,), keepdims=True)
+    logsumexp = top[..., 0] + ops.log(ops.sum(ops.exp(logits - top), 2))
+    per_seed = ops.mean(logsumexp - ops.sum(logits * onehot, 2), (1,))
+    if xt is not None:
+        ht, target_stats = features(ops, p, None, xt)
+        stats = stats + target_stats
+        d = mlp(ops, p, grl(ops.concat([hs, ht], 1)), "domain")[..., 0]
+        softplus = ops.maximum(d, 0) + ops.log1p(ops.exp(-ops.abs(d)))
+        per_seed = per_seed + ops.mean(softplus - is_target * d, (1,))
+    return ops.sum(per_seed, 0), stats
 
 
 def update_running(running: dict[str, Any], stats: list[Any]) -> dict[str, Any]:
@@ -195,28 +190,67 @@ def update_running(running: dict[str, Any], stats: list[Any]) -> dict[str, Any]:
     return out
 
 
+def inputs(problems: list[ConvProblem], config: DigitsConfig, step: int) -> tuple[Any, ...]:
+    """One step's NumPy inputs for every seed: source images (S, B, side, side, 3), one-hot
+    labels (S, B, 10), target images, domain labels (2B,) (0 source, 1 target), and the step
+    size (0-d)."""
+    xs = np.stack([p.x["source_train"][p.source_batches[step]] for p in problems])
+    xt = np.stack([p.x["target_train"][p.target_batches[step]] for p in problems])
+    ys = np.stack([p.y["source_train"][p.source_batches[step]] for p in problems])
+    onehot = np.eye(10, dtype=config.dtype)[ys]
+    is_target = np.repeat(np.array([0.0, 1.0], config.dtype), config.batch_size)
+    return xs, onehot, xt, is_target, np.asarray(annealed_lr(config, step + 1), config.dtype)
+
+
+def train(
+    framework: Any,
+    problems: list[ConvProblem],
+    config: DigitsConfig,
+    mode: str,
+    tick: Callable[[], None] = lambda: None,
+) -> list[ConvRun]:
+    """Train one model per problem (seed), all seeds at once, in ``framework`` (a
+    ``digits_<backend>`` module); ``mode`` in ``MODES``; ``tick()`` after every step.
+
+    The framework supplies ``context(config)`` (its settings for the run),
+    ``GradientReversal`` and ``trainer(init, running, grl, config, dann)``, which returns
+    ``step(xs, onehot, xt, is_target, lr)`` (one SGD step on the framework's copy of the
+    weights) and ``result()`` (the weights and running statistics, as NumPy).
+    """
+    with framework.context(config):
+        grl = framework.GradientReversal(schedule=schedule(config, mode))
+        init = {k: np.stack([p.init[k] for p in problems]) for k in problems[0].init}
+        running = {k: np.stack([p.running[k] for p in problems]) for k in problems[0].running}
+        step, result = framework.trainer(init, running, grl, config, mode != "source_only")
+        for k in range(config.steps):
+            step(*inputs(problems, config, k))
+            grl.step()
+            tick()
+        params, running = result()
+        final = float(grl.lambda_)
+    return [
+        ConvRun({k: v[s] for k, v in params.items()}, {k: v[s] for k, v in running.items()}, final)
+        for s in range(len(problems))
+    ]
+
+
 def sgd(param: Any, grad: Any, velocity: Any, lr: Any, momentum: float) -> tuple[Any, Any]:
     """SGD with momentum as PyTorch writes it: v ← μ v + g; θ ← θ − lr v."""
     velocity = velocity * momentum + grad
     return param - lr * velocity, velocity
 
 
-def constants(problem: ConvProblem, config: DigitsConfig, step: int) -> tuple[Any, Any]:
-    """One step's source one-hot labels and the domain labels (0 source, 1 target)."""
-    ys = problem.y["source_train"][problem.source_batches[step]]
-    onehot = np.eye(10, dtype=config.dtype)[ys]
-    is_target = np.repeat(np.array([0.0, 1.0], config.dtype), config.batch_size)
-    return onehot, is_target
+PAD = ((0, 0), (0, 0), (1, 1), (1, 1), (0, 0))  # the image sides of (S, B, side, side, c)
 
 
 def numpy_like(xp: Any) -> SimpleNamespace:
     """The model's operations from a module with NumPy's API (NumPy, ``jax.numpy``,
     ``mlx.core``)."""
     return SimpleNamespace(
-        take=lambda x, i: xp.take(x, i, axis=1),
+        pad=lambda x: xp.pad(x, PAD),
         concat=xp.concatenate,
         reshape=xp.reshape,
-        mean=lambda x, axes: xp.mean(x, axis=axes),
+        mean=lambda x, axes, keepdims=False: xp.mean(x, axis=axes, keepdims=keepdims),
         max=lambda x, axes, keepdims=False: xp.max(x, axis=axes, keepdims=keepdims),
         sum=lambda x, axis: xp.sum(x, axis=axis),
         sqrt=xp.sqrt,
@@ -233,6 +267,8 @@ NUMPY = numpy_like(np)
 
 def evaluate(run: ConvRun, problem: ConvProblem, split: str) -> tuple[float, np.ndarray]:
     """Accuracy on ``split`` (NumPy, running statistics) and the features."""
-    h, _ = features(NUMPY, run.params, run.running, problem.x[split], problem.index)
-    predicted = np.argmax(mlp(NUMPY, run.params, h, "label"), axis=1)
-    return float((predicted == problem.y[split]).mean()), h
+    params = {k: v[None] for k, v in run.params.items()}
+    running = {k: v[None] for k, v in run.running.items()}
+    h, _ = features(NUMPY, params, running, problem.x[split][None])
+    predicted = np.argmax(mlp(NUMPY, params, h, "label")[0], axis=1)
+    return float((predicted == problem.y[split]).mean()), h[0]

@@ -3,48 +3,51 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import jax
 import numpy as np
 
+from gradrev.flax.nnx import GradientReversal
 from gradrev.tools.demo import DigitsConfig, convnet
 
+__all__ = ["GradientReversal", "context", "trainer"]
 
-def train(
-    problem: convnet.ConvProblem,
-    config: DigitsConfig,
-    mode: str,
-    tick: Callable[[], None] = lambda: None,
-) -> convnet.ConvRun:
-    """Train one model (``mode`` in ``convnet.MODES``); ``tick()`` after every step."""
+
+@contextmanager
+def context(config: DigitsConfig) -> Iterator[None]:
+    """float64 needs ``jax_enable_x64`` (left on: JAX cannot switch it per array)."""
     if config.dtype == "float64":
         jax.config.update("jax_enable_x64", True)  # type: ignore[no-untyped-call]
+    yield
+
+
+def trainer(
+    init: dict[str, np.ndarray], running: dict[str, np.ndarray], grl: Any, config: DigitsConfig,
+    dann: bool,
+) -> tuple[Callable[..., None], Callable[[], Any]]:  # fmt: skip
+    """``convnet.train``'s step and result for JAX (one jitted step)."""
     import jax.numpy as jnp
 
-    from gradrev.flax.nnx import GradientReversal
+    train_step = _step(config, dann)
+    state = {
+        "params": {k: jnp.asarray(v) for k, v in init.items()},
+        "velocity": {k: jnp.zeros_like(jnp.asarray(v)) for k, v in init.items()},
+        "running": {k: jnp.asarray(v) for k, v in running.items()},
+    }
 
-    grl = GradientReversal(schedule=convnet.schedule(config, mode))
-    train_step = _step(config, mode != "source_only")
-    index = {k: jnp.asarray(v) for k, v in problem.index.items()}
-    params = {k: jnp.asarray(v) for k, v in problem.init.items()}
-    velocity = {k: jnp.zeros_like(v) for k, v in params.items()}
-    running = {k: jnp.asarray(v) for k, v in problem.running.items()}
-    xs, xt = problem.x["source_train"], problem.x["target_train"]
-    for step, (i, j) in enumerate(zip(problem.source_batches, problem.target_batches)):
-        onehot, is_target = convnet.constants(problem, config, step)
-        lr = jnp.asarray(convnet.annealed_lr(config, step + 1), config.dtype)
-        params, velocity, running = train_step(
-            grl, params, velocity, running, index, xs[i], onehot, xt[j], is_target, lr
+    def step(*arrays: np.ndarray) -> None:
+        state.update(train_step(grl, state, *arrays))
+
+    def result() -> Any:
+        return (
+            {k: np.asarray(v) for k, v in state["params"].items()},
+            {k: np.asarray(v) for k, v in state["running"].items()},
         )
-        grl.step()
-        tick()
-    return convnet.ConvRun(
-        {k: np.asarray(v) for k, v in params.items()},
-        {k: np.asarray(v) for k, v in running.items()},
-        grl.lambda_,
-    )
+
+    return step, result
 
 
 @functools.cache
@@ -57,19 +60,20 @@ def _step(config: DigitsConfig, dann: bool) -> Any:
 
     @nnx.jit
     def train_step(
-        grl: Any, params: Any, velocity: Any, running: Any, index: Any, xs: Any, onehot: Any,
-        xt: Any, is_target: Any, lr: Any,
-    ) -> Any:  # fmt: skip
+        grl: Any, state: Any, xs: Any, onehot: Any, xt: Any, is_target: Any, lr: Any
+    ) -> Any:
         def objective(params: Any) -> Any:
-            return convnet.loss(
-                ops, params, xs, onehot, xt if dann else None, is_target, grl, index
-            )
+            return convnet.loss(ops, params, xs, onehot, xt if dann else None, is_target, grl)
 
+        params, velocity = state["params"], state["velocity"]
         grads, stats = jax.grad(objective, has_aux=True)(params)
-        running = convnet.update_running(running, stats)
         new = {
             k: convnet.sgd(params[k], grads[k], velocity[k], lr, config.momentum) for k in params
         }
-        return {k: v[0] for k, v in new.items()}, {k: v[1] for k, v in new.items()}, running
+        return {
+            "params": {k: v[0] for k, v in new.items()},
+            "velocity": {k: v[1] for k, v in new.items()},
+            "running": convnet.update_running(state["running"], stats),
+        }
 
     return train_step

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from types import SimpleNamespace
 from typing import Any
+
+import numpy as np
 
 from gradrev.tools.demo import DigitsConfig, convnet
 
@@ -15,11 +18,13 @@ import tensorflow as tf
 
 from gradrev.keras import GradientReversal
 
+__all__ = ["GradientReversal", "context", "trainer"]
+
 OPS = SimpleNamespace(
-    take=lambda x, i: tf.gather(x, i, axis=1),
+    pad=lambda x: tf.pad(x, convnet.PAD),
     concat=lambda xs, axis: tf.concat(xs, axis),
     reshape=tf.reshape,
-    mean=lambda x, axes: tf.reduce_mean(x, axis=axes),
+    mean=lambda x, axes, keepdims=False: tf.reduce_mean(x, axis=axes, keepdims=keepdims),
     max=lambda x, axes, keepdims=False: tf.reduce_max(x, axis=axes, keepdims=keepdims),
     sum=lambda x, axis: tf.reduce_sum(x, axis=axis),
     sqrt=tf.sqrt,
@@ -31,51 +36,44 @@ OPS = SimpleNamespace(
 )
 
 
-def train(
-    problem: convnet.ConvProblem,
-    config: DigitsConfig,
-    mode: str,
-    tick: Callable[[], None] = lambda: None,
-) -> convnet.ConvRun:
-    """Train one model (``mode`` in ``convnet.MODES``); ``tick()`` after every step."""
+@contextmanager
+def context(config: DigitsConfig) -> Iterator[None]:
+    """Keras 3 must run on TensorFlow here."""
     if keras.backend.backend() != "tensorflow":
         raise RuntimeError(
             "gradrev demo: the TensorFlow run needs KERAS_BACKEND=tensorflow, "
             f"got {keras.backend.backend()!r}"
         )
-    grl = GradientReversal(schedule=convnet.schedule(config, mode))
-    params = {k: tf.Variable(v) for k, v in problem.init.items()}
+    yield
+
+
+def trainer(
+    init: dict[str, np.ndarray], running: dict[str, np.ndarray], grl: Any, config: DigitsConfig,
+    dann: bool,
+) -> tuple[Callable[..., None], Callable[[], Any]]:  # fmt: skip
+    """``convnet.train``'s step and result for TensorFlow (one ``tf.function`` step)."""
+    params = {k: tf.Variable(v) for k, v in init.items()}
     velocity = {k: tf.Variable(tf.zeros_like(v)) for k, v in params.items()}
-    running = {k: tf.Variable(v) for k, v in problem.running.items()}
-    index = {k: tf.constant(v) for k, v in problem.index.items()}
-    dann = mode != "source_only"
+    stats = {k: tf.Variable(v) for k, v in running.items()}
 
     @tf.function  # type: ignore[untyped-decorator]
-    def train_step(xs: Any, onehot: Any, xt: Any, is_target: Any, lr: Any) -> None:
+    def step(xs: Any, onehot: Any, xt: Any, is_target: Any, lr: Any) -> None:
         with tf.GradientTape() as tape:
             values = {k: tf.identity(v) for k, v in params.items()}
             tape.watch(values)
-            total, stats = convnet.loss(
-                OPS, values, xs, onehot, xt if dann else None, is_target, grl, index
+            total, batch = convnet.loss(
+                OPS, values, xs, onehot, xt if dann else None, is_target, grl
             )
         grads = tape.gradient(total, values)
-        for k, v in convnet.update_running(dict(running), stats).items():
-            running[k].assign(v)
+        for k, v in convnet.update_running(dict(stats), batch).items():
+            stats[k].assign(v)
         for k, p in params.items():
             g = tf.zeros_like(p) if grads[k] is None else tf.convert_to_tensor(grads[k])
             new, vel = convnet.sgd(values[k], g, velocity[k], lr, config.momentum)
             p.assign(new)
             velocity[k].assign(vel)
 
-    xs, xt = problem.x["source_train"], problem.x["target_train"]
-    for step, (i, j) in enumerate(zip(problem.source_batches, problem.target_batches)):
-        onehot, is_target = convnet.constants(problem, config, step)
-        lr = tf.constant(convnet.annealed_lr(config, step + 1), config.dtype)
-        train_step(xs[i], onehot, xt[j], is_target, lr)
-        grl.step()
-        tick()
-    return convnet.ConvRun(
-        {k: v.numpy() for k, v in params.items()},
-        {k: v.numpy() for k, v in running.items()},
-        grl.lambda_,
-    )
+    def result() -> Any:
+        return {k: v.numpy() for k, v in params.items()}, {k: v.numpy() for k, v in stats.items()}
+
+    return step, result

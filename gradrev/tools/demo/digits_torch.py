@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from types import SimpleNamespace
+from typing import Any
 
+import numpy as np
 import torch
 
 from gradrev.tools.demo import DigitsConfig, convnet
 from gradrev.torch import GradientReversal
 
+__all__ = ["GradientReversal", "context", "trainer"]
+
 OPS = SimpleNamespace(
-    take=lambda x, i: x[:, i],
+    pad=lambda x: torch.nn.functional.pad(x, (0, 0, 1, 1, 1, 1)),
     concat=torch.cat,
     reshape=torch.reshape,
-    mean=lambda x, axes: torch.mean(x, dim=axes),
+    mean=lambda x, axes, keepdims=False: torch.mean(x, dim=axes, keepdim=keepdims),
     max=lambda x, axes, keepdims=False: torch.amax(x, dim=axes, keepdim=keepdims),
     sum=lambda x, axis: torch.sum(x, dim=axis),
     sqrt=torch.sqrt,
@@ -26,49 +31,44 @@ OPS = SimpleNamespace(
 )
 
 
-def train(
-    problem: convnet.ConvProblem,
-    config: DigitsConfig,
-    mode: str,
-    tick: Callable[[], None] = lambda: None,
-) -> convnet.ConvRun:
-    """Train one model (``mode`` in ``convnet.MODES``); ``tick()`` after every step."""
+@contextmanager
+def context(config: DigitsConfig) -> Iterator[None]:
+    """One torch thread for the run: the matrices are small, and more threads only fight
+    over busy cores."""
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # small matrices: more threads only fight over busy cores
+    torch.set_num_threads(1)
     try:
-        return _train(problem, config, mode, tick)
+        yield
     finally:
         torch.set_num_threads(threads)
 
 
-def _train(
-    problem: convnet.ConvProblem, config: DigitsConfig, mode: str, tick: Callable[[], None]
-) -> convnet.ConvRun:
-    grl = GradientReversal(schedule=convnet.schedule(config, mode))
-    params = {k: torch.tensor(v, requires_grad=True) for k, v in problem.init.items()}
+def trainer(
+    init: dict[str, np.ndarray], running: dict[str, np.ndarray], grl: Any, config: DigitsConfig,
+    dann: bool,
+) -> tuple[Callable[..., None], Callable[[], Any]]:  # fmt: skip
+    """``convnet.train``'s step and result for PyTorch (eager autograd)."""
+    params = {k: torch.tensor(v, requires_grad=True) for k, v in init.items()}
     velocity = {k: torch.zeros_like(v) for k, v in params.items()}
-    running = {k: torch.tensor(v) for k, v in problem.running.items()}
-    index = {k: torch.from_numpy(v) for k, v in problem.index.items()}
-    xs, xt = (
-        torch.from_numpy(problem.x["source_train"]),
-        torch.from_numpy(problem.x["target_train"]),
-    )
+    stats = {k: torch.tensor(v) for k, v in running.items()}
     names = sorted(params)
-    for step, (i, j) in enumerate(zip(problem.source_batches, problem.target_batches)):
-        onehot, is_target = (torch.from_numpy(a) for a in convnet.constants(problem, config, step))
-        target = None if mode == "source_only" else xt[j]
-        total, stats = convnet.loss(OPS, params, xs[i], onehot, target, is_target, grl, index)
+
+    def step(*arrays: np.ndarray) -> None:
+        xs, onehot, xt, is_target, lr = (torch.from_numpy(a) for a in arrays)
+        total, batch = convnet.loss(OPS, params, xs, onehot, xt if dann else None, is_target, grl)
         grads = torch.autograd.grad(total, [params[k] for k in names], materialize_grads=True)
-        lr = torch.tensor(convnet.annealed_lr(config, step + 1), dtype=total.dtype)
         with torch.no_grad():
-            running = convnet.update_running(running, [(m.detach(), v.detach()) for m, v in stats])
+            stats.update(
+                convnet.update_running(stats, [(m.detach(), v.detach()) for m, v in batch])
+            )
             for k, g in zip(names, grads):
                 new, velocity[k] = convnet.sgd(params[k], g, velocity[k], lr, config.momentum)
                 params[k].copy_(new)
-        grl.step()
-        tick()
-    return convnet.ConvRun(
-        {k: v.detach().numpy().copy() for k, v in params.items()},
-        {k: v.numpy().copy() for k, v in running.items()},
-        grl.lambda_,
-    )
+
+    def result() -> Any:
+        return (
+            {k: v.detach().numpy().copy() for k, v in params.items()},
+            {k: v.numpy().copy() for k, v in stats.items()},
+        )
+
+    return step, result

@@ -3,7 +3,6 @@ control, from the same NumPy weights and batches; the report in the moons format
 
 from __future__ import annotations
 
-import dataclasses
 import importlib
 import time
 from collections.abc import Callable
@@ -12,9 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from gradrev.tools.demo import DigitsConfig, stats
-from gradrev.tools.demo.convnet import MODES, ConvProblem, ConvRun, evaluate, make_problem
-from gradrev.tools.demo.problem import distance, summary
+from gradrev.tools.demo import DigitsConfig, report
+from gradrev.tools.demo.convnet import MODES, ConvProblem, ConvRun, evaluate, make_problem, train
 
 # Ganin et al., JMLR 2016, Table 2, MNIST → MNIST-M, target accuracy.
 PAPER = {"source_only": 0.5225, "dann": 0.7666, "train_on_target": 0.9596}
@@ -23,64 +21,34 @@ PAPER = {"source_only": 0.5225, "dann": 0.7666, "train_on_target": 0.9596}
 def run(
     config: DigitsConfig,
     backends: list[str],
-    progress: Callable[[str], None] | None = None,
+    progress: Callable[[str, int], None] | None = None,
 ) -> dict[str, Any]:
     """Train ``backends`` on every seed; return the report (the JSON ``--json`` writes).
 
-    ``progress(backend)`` is called after every training step.
+    ``progress(backend, n)`` is called after every training step of n models.
     """
     from gradrev.tools.demo.digits import digits_m
 
     data = digits_m(config.data_seed)
     problems = [make_problem(seed, config, data) for seed in range(config.seeds)]
-    results: dict[str, Any] = {}
     runs: dict[str, dict[str, list[ConvRun]]] = {}
+    walls = {}
     for name in backends:
-        trainer = importlib.import_module(f"gradrev.tools.demo.digits_{name}")
-        tick: Callable[[], None] = (lambda: None) if progress is None else partial(progress, name)
+        framework = importlib.import_module(f"gradrev.tools.demo.digits_{name}")
+        # every seed trains at once: one tick is a step of each seed's model
+        tick: Callable[[], None] = (
+            (lambda: None) if progress is None else partial(progress, name, len(problems))
+        )
         start = time.perf_counter()
-        runs[name] = {mode: [] for mode in MODES}
-        for problem in problems:
-            for mode in MODES:
-                runs[name][mode].append(trainer.train(problem, config, mode, tick))
-        results[name] = {"wall_time_s": time.perf_counter() - start}
-        for mode, rs in runs[name].items():
-            src = [evaluate(r, p, "source_test")[0] for r, p in zip(rs, problems)]
-            tgt = [evaluate(r, p, "target_test")[0] for r, p in zip(rs, problems)]
-            results[name][mode] = summary(src, tgt, [r.final_lambda for r in rs])
-    report: dict[str, Any] = {
-        "task": "digits",
-        "config": dataclasses.asdict(config),
-        "results": results,
-        "distance_to_torch": distances(runs, problems) if "torch" in runs else {},
-        "dann_gain": stats.dann_gain(results),
-        "paper": {"task": "MNIST → MNIST-M (Ganin et al., JMLR 2016, Table 2)", **PAPER},
-        "_runs": runs,
-        "_problems": problems,
-    }
-    if config.dtype == "float32":
-        report["framework_effect"] = stats.framework_effect(results)
-    return report
+        runs[name] = {mode: train(framework, problems, config, mode, tick) for mode in MODES}
+        walls[name] = time.perf_counter() - start
+    paper = {"task": "MNIST → MNIST-M (Ganin et al., JMLR 2016, Table 2)", **PAPER}
+    return report.assemble("digits", config, runs, walls, problems, _params, _accuracy, paper=paper)
 
 
-def distances(runs: dict[str, Any], problems: list[ConvProblem]) -> dict[str, Any]:
-    """How far each backend ends from PyTorch: parameters and per-seed target accuracies."""
-    out = {}
-    for name in runs:
-        if name == "torch":
-            continue
-        entry = {}
-        for mode in MODES:
-            pairs = list(zip(runs["torch"][mode], runs[name][mode]))
-            max_param = max(
-                float(np.max(np.abs(ref.params[k] - other.params[k])))
-                for ref, other in pairs
-                for k in ref.params
-            )
-            target = [
-                abs(evaluate(ref, p, "target_test")[0] - evaluate(other, p, "target_test")[0])
-                for (ref, other), p in zip(pairs, problems)
-            ]
-            entry[mode] = distance(max_param, target)
-        out[name] = entry
-    return out
+def _params(run: ConvRun) -> list[np.ndarray]:
+    return [run.params[key] for key in sorted(run.params)]
+
+
+def _accuracy(run: ConvRun, problem: ConvProblem, domain: str) -> float:
+    return evaluate(run, problem, domain + "_test")[0]

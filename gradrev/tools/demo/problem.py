@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import importlib
 import time
 from collections.abc import Callable
@@ -12,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from gradrev.tools.demo import LAYERS, Config, stats
+from gradrev.tools.demo import LAYERS, Config, report
 
 
 @dataclass
@@ -98,8 +97,8 @@ def run(
     ``progress(backend)`` is called after every training step.
     """
     problems = [make_problem(seed, config) for seed in range(config.seeds)]
-    results: dict[str, Any] = {}
     runs: dict[str, dict[str, list[Run]]] = {}
+    walls = {}
     for name in backends:
         trainer = importlib.import_module(f"gradrev.tools.demo.{name}")
         start = time.perf_counter()
@@ -108,66 +107,15 @@ def run(
         for problem in problems:
             for mode in ("source_only", "dann"):
                 runs[name][mode].append(trainer.train(problem, config, mode == "dann", tick))
-        wall = time.perf_counter() - start
-        results[name] = {"wall_time_s": wall}
-        for mode, rs in runs[name].items():
-            src = [accuracy(r, p.xs, p.ys) for r, p in zip(rs, problems)]
-            tgt = [accuracy(r, p.xt, p.yt) for r, p in zip(rs, problems)]
-            results[name][mode] = summary(src, tgt, [r.final_lambda for r in rs])
-    report: dict[str, Any] = {
-        "task": "moons",
-        "config": dataclasses.asdict(config),
-        "results": results,
-        "distance_to_torch": _distances(runs, problems) if "torch" in runs else {},
-        "dann_gain": stats.dann_gain(results),
-        "_runs": runs,
-        "_problems": problems,
-    }
-    if config.dtype == "float32":
-        report["framework_effect"] = stats.framework_effect(results)
-    return report
+        walls[name] = time.perf_counter() - start
+    return report.assemble("moons", config, runs, walls, problems, _params, _accuracy)
 
 
-def _distances(runs: dict[str, Any], problems: list[Problem]) -> dict[str, Any]:
-    """How far each backend ends from PyTorch: parameters and per-seed accuracies."""
-    out = {}
-    for name in runs:
-        if name == "torch":
-            continue
-        entry: dict[str, Any] = {}
-        for mode in ("source_only", "dann"):
-            pairs = list(zip(runs["torch"][mode], runs[name][mode]))
-            max_param = max(
-                float(np.max(np.abs(a - b)))
-                for ref, other in pairs
-                for key in ref.params
-                for a, b in zip(ref.params[key], other.params[key])
-            )
-            target = [
-                abs(accuracy(ref, p.xt, p.yt) - accuracy(other, p.xt, p.yt))
-                for (ref, other), p in zip(pairs, problems)
-            ]
-            entry[mode] = distance(max_param, target)
-        out[name] = entry
-    return out
+def _params(run: Run) -> list[np.ndarray]:
+    return [a for key in sorted(run.params) for a in run.params[key]]
 
 
-def summary(source: list[float], target: list[float], lambdas: list[float]) -> dict[str, Any]:
-    """One model's row of the report (both tasks): accuracies over seeds, the final λ."""
-    return {
-        "source_acc": float(np.mean(source)),
-        "source_acc_std": float(np.std(source)),
-        "target_acc": float(np.mean(target)),
-        "target_acc_std": float(np.std(target)),
-        "target_acc_per_seed": target,
-        "final_lambda": float(np.mean(lambdas)),
-    }
-
-
-def distance(max_param: float, target: list[float]) -> dict[str, Any]:
-    """One model's distance to PyTorch (both tasks); ``target``: per-seed |Δ accuracy|."""
-    return {
-        "max_abs_param_diff": max_param,
-        "max_target_acc_diff": float(max(target)),
-        "seeds_identical_accuracy": int(sum(t == 0 for t in target)),
-    }
+def _accuracy(run: Run, problem: Problem, domain: str) -> float:
+    if domain == "source":  # the moons have no test split: the training points
+        return accuracy(run, problem.xs, problem.ys)
+    return accuracy(run, problem.xt, problem.yt)

@@ -2,16 +2,102 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from gradrev.tools.demo import stats
-from gradrev.tools.demo.problem import Problem, Run
+
+if TYPE_CHECKING:
+    from gradrev.tools.demo.problem import Problem, Run
 
 _MODES = {"source_only": "source-only", "dann": "dann", "control": "dann, λ = 0"}
+
+
+def assemble(
+    task: str,
+    config: Any,
+    runs: dict[str, dict[str, list[Any]]],
+    walls: dict[str, float],
+    problems: list[Any],
+    params: Callable[[Any], list[np.ndarray]],
+    accuracy: Callable[[Any, Any, str], float],
+    **extra: Any,
+) -> dict[str, Any]:
+    """The report of either task (what ``--json`` writes, and the private ``_runs`` and
+    ``_problems`` for the figure).
+
+    ``runs``: backend -> mode -> one trained model per seed (``problems``); ``params(run)``:
+    the model's parameter arrays; ``accuracy(run, problem, domain)``: its accuracy on the
+    ``"source"`` or ``"target"`` evaluation data.
+    """
+    results: dict[str, Any] = {}
+    for name, modes in runs.items():
+        results[name] = {"wall_time_s": walls[name]}
+        for mode, rs in modes.items():
+            src = [accuracy(r, p, "source") for r, p in zip(rs, problems)]
+            tgt = [accuracy(r, p, "target") for r, p in zip(rs, problems)]
+            results[name][mode] = summary(src, tgt, [r.final_lambda for r in rs])
+    report: dict[str, Any] = {
+        "task": task,
+        "config": dataclasses.asdict(config),
+        "results": results,
+        "distance_to_torch": distances(runs, problems, params, accuracy) if "torch" in runs else {},
+        "dann_gain": stats.dann_gain(results),
+        **extra,
+        "_runs": runs,
+        "_problems": problems,
+    }
+    if config.dtype == "float32":
+        report["framework_effect"] = stats.framework_effect(results)
+    return report
+
+
+def summary(source: list[float], target: list[float], lambdas: list[float]) -> dict[str, Any]:
+    """One model's row of the report: accuracies over seeds, the final λ."""
+    return {
+        "source_acc": float(np.mean(source)),
+        "source_acc_std": float(np.std(source)),
+        "target_acc": float(np.mean(target)),
+        "target_acc_std": float(np.std(target)),
+        "target_acc_per_seed": target,
+        "final_lambda": float(np.mean(lambdas)),
+    }
+
+
+def distances(
+    runs: dict[str, dict[str, list[Any]]],
+    problems: list[Any],
+    params: Callable[[Any], list[np.ndarray]],
+    accuracy: Callable[[Any, Any, str], float],
+) -> dict[str, Any]:
+    """How far each backend ends from PyTorch: parameters and per-seed target accuracies."""
+    out: dict[str, Any] = {}
+    for name, modes in runs.items():
+        if name == "torch":
+            continue
+        out[name] = {}
+        for mode, rs in modes.items():
+            pairs = list(zip(runs["torch"][mode], rs))
+            max_param = max(
+                float(np.max(np.abs(a - b)))
+                for ref, other in pairs
+                for a, b in zip(params(ref), params(other), strict=True)
+            )
+            target = [
+                abs(accuracy(ref, p, "target") - accuracy(other, p, "target"))
+                for (ref, other), p in zip(pairs, problems)
+            ]
+            out[name][mode] = {
+                "max_abs_param_diff": max_param,
+                "max_target_acc_diff": float(max(target)),
+                "seeds_identical_accuracy": int(sum(t == 0 for t in target)),
+            }
+    return out
 
 
 def tables(report: dict[str, Any]) -> str:
