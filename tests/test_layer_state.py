@@ -253,6 +253,31 @@ def test_mlx_model_level_load_of_a_misshapen_lambda_changes_nothing(kind: Any) -
     assert kind.get(layer) == 0.5 and kind.steps(layer) == 0
 
 
+def test_keras_weights_without_or_with_lambda_bits(kind: Any, tmp_path: Any) -> None:
+    """A [λ, steps] list (the layout before lambda_bits) still loads; through Model.set_weights
+    a float32 λ weight next to the exact bytes (a Keras-JAX run without x64) gives the exact
+    λ, and a λ edited on its own in the list wins over the stale bytes."""
+    if kind.name != "keras":
+        pytest.skip("Keras weights")
+    keras = kind.keras
+    layer = kind.make(0.5)
+    layer.set_weights([np.asarray(0.1), np.asarray(3)])  # the two-weight layout
+    assert kind.get(layer) == 0.1 and kind.steps(layer) == 3
+    inp = keras.Input((3,))
+    model = keras.Model(inp, layer(inp))
+    weights = model.get_weights()
+    weights[0] = np.float32(0.1)  # the weight a Keras-JAX run without x64 saves
+    model.set_weights(weights)
+    assert kind.get(layer) == 0.1
+    if kind.backend != "jax":  # float64 inputs (Keras-JAX here may run without x64)
+        g = G.astype(np.float64)
+        np.testing.assert_array_equal(kind.grad(layer, X.astype(np.float64), g), g * -0.1)
+    weights[0] = np.asarray(0.7)  # edited on its own: the stale bytes say 0.1
+    model.set_weights(weights)
+    assert kind.get(layer) == 0.7
+    np.testing.assert_array_equal(kind.grad(layer, X, G), _reference.reverse_grad(G, 0.7))
+
+
 _SAVE_WITHOUT_X64 = """
 import sys, keras
 from gradrev import schedules
