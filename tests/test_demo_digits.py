@@ -53,10 +53,15 @@ def test_the_conv_layer_is_a_3x3_same_convolution() -> None:
     x = rng.normal(size=(2, 3, 4, 4, 3))  # (seeds, batch, side, side, channels)
     kernel = rng.normal(size=(2, 27, 5))  # rows: (dr, dc) major, input channel minor
     # the second block's kernel picks the centre pixel (k = 4) of each of its five channels
-    centre = np.zeros((2, 45, 5))
-    centre[:, 4 * 5 + np.arange(5), np.arange(5)] = 1
-    zero = np.zeros((2, 1, 5))
-    p = {"conv1": kernel, "conv1_bias": zero, "conv2": centre, "conv2_bias": zero}
+    centre = np.zeros((2, 5, 45))  # kernels are channels-first: (out, 9·in)
+    centre[:, np.arange(5), 4 * 5 + np.arange(5)] = 1
+    zero = np.zeros((2, 5, 1))
+    p = {
+        "conv1": kernel.transpose(0, 2, 1),
+        "conv1_bias": zero,
+        "conv2": centre,
+        "conv2_bias": zero,
+    }
     padded = np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1), (0, 0)))
     expected = np.zeros((2, 3, 4, 4, 5))
     for r in range(4):
@@ -65,7 +70,7 @@ def test_the_conv_layer_is_a_3x3_same_convolution() -> None:
             expected[:, :, r, c] = np.einsum("sbk,sko->sbo", window, kernel)
     relu = np.maximum(expected, 0)
     pooled = relu.reshape(2, 3, 2, 2, 2, 2, 5).max(axis=(3, 5))  # after the first block
-    h, stats = features(NUMPY, p, None, x)
+    h, stats = features(NUMPY, p, None, x.transpose(0, 4, 1, 2, 3))  # (S, c, B, side, side)
     assert stats == []  # no BatchNorm in this toy
     np.testing.assert_allclose(h, pooled.max(axis=(2, 3)).reshape(2, 3, 5), rtol=1e-12)
 
