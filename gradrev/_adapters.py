@@ -279,7 +279,37 @@ class MlxAdapter:
 
 
 def devices(adapter: Any) -> list[str]:
-    return ["cpu", "gpu"] if adapter.has_gpu() else ["cpu"]
+    """The devices to test ``adapter`` on: the CPU, and the GPU where it has one."""
+    has_gpu = getattr(adapter, "has_gpu", None)  # a plug-in's adapter may not say
+    return ["cpu", "gpu"] if has_gpu is not None and has_gpu() else ["cpu"]
+
+
+class OnDevice:
+    """A built-in adapter bound to one device, with gradrev.testing.Adapter's face."""
+
+    def __init__(self, adapter: Any, device: str) -> None:
+        self.adapter, self.device = adapter, device
+        self.name, self.ops = adapter.name, adapter.ops
+
+    def tensor(self, a: Any) -> Any:
+        return self.adapter.tensor(a, self.device)
+
+    def scalar(self, value: float, dtype: str) -> Any:
+        return self.adapter.scalar(value, dtype, self.device)
+
+    def numpy(self, t: Any) -> Any:
+        return self.adapter.numpy(t)
+
+    def vjp(self, fn: Any, x: Any, g: Any, compiled: bool = False) -> Any:
+        return self.adapter.vjp(fn, x, g, compiled)
+
+    def flushes_subnormals(self) -> bool:
+        return bool(self.adapter.flushes_subnormals(self.device))
+
+
+def on_device(adapter: Any, device: str) -> Any:
+    """``adapter`` with gradrev.testing.Adapter's face on ``device`` ("cpu" or "gpu")."""
+    return adapter if device == "cpu" else OnDevice(adapter, device)
 
 
 # One per built-in framework of gradrev/_registry.py, under its name.

@@ -225,8 +225,11 @@ def version(name: str) -> str | None:
 
 def import_error(name: str) -> str | None:
     """Why importing framework ``name`` fails (a broken install), or None if it imports."""
+    fw = get(name)
     try:
-        importlib.import_module(get(name).module)
+        importlib.import_module(fw.module)
+        if fw not in BUILTINS:  # a plug-in's backend is third-party code too
+            fw.load()
     except Exception as e:  # a broken install raises anything: ImportError, OSError, ...
         return f"{type(e).__name__}: {e}"
     return None

@@ -12,7 +12,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from gradrev import _reference
+from gradrev import _reference, testing
+from gradrev._adapters import on_device
 
 DTYPES = ("float16", "bfloat16", "float32", "float64")
 LAMBDAS = (1.0, 0.0, -0.0, -0.7, 0.3, 2.5, 1e-3)
@@ -32,27 +33,19 @@ def subnormals(dtype: str) -> np.ndarray:
     return np.array(values, dtype=np.float64).astype(dt)
 
 
+# The parity check of gradrev.testing, on the suite's devices: one implementation.
 def expected(backend: Any, g: np.ndarray, lam: float, device: str = "cpu") -> np.ndarray:
-    return _reference.reverse_grad(g, lam, flush_subnormals=backend.flushes_subnormals(device))
+    return testing._want(g, lam, on_device(backend, device))
 
 
 def reversed_grad(
     backend: Any, g: np.ndarray, lam: Any, device: str = "cpu", compiled: bool = False
 ) -> np.ndarray:
-    x = backend.tensor(np.zeros_like(g), device)
-    return backend.vjp(
-        lambda a: backend.ops.reverse(a, lam), x, backend.tensor(g, device), compiled
-    )
+    return testing._reversed(on_device(backend, device), g, lam, compiled)
 
 
 def assert_same_bits(actual: np.ndarray, want: np.ndarray) -> None:
-    assert actual.dtype == want.dtype, f"gradient dtype {actual.dtype}, expected {want.dtype}"
-    assert actual.shape == want.shape
-    diff = ~_reference.same_bits(actual, want)
-    assert not diff.any(), (
-        f"{int(diff.sum())} of {diff.size} elements differ; "
-        f"first: got {actual[diff][:5]}, expected {want[diff][:5]}"
-    )
+    testing._assert_same(actual, want, "gradient")
 
 
 def test_reference_is_torch() -> None:

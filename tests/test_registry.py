@@ -73,6 +73,31 @@ def test_an_installed_plugin_steps_a_schedule_with_its_tensor(tmp_path: Path) ->
     assert proc.stdout.split() == ["Tensor", "float32", "0.9866"]
 
 
+def test_a_plugin_without_an_adapter_is_refused_by_check_with_a_reason(tmp_path: Path) -> None:
+    env = install_toy(tmp_path)
+    (tmp_path / "toygrad_gradrev-0.1.dist-info" / "entry_points.txt").write_text(
+        "[gradrev.backends]\ntoygrad = toy_no_adapter\n"
+    )
+    (tmp_path / "toy_no_adapter.py").write_text("from toygrad_gradrev import is_tensor, reverse\n")
+    proc = gradrev_cli(env, "check", "--backends", "toygrad")
+    assert proc.returncode == 2, proc.stdout + proc.stderr[-2000:]
+    assert "the backend plug-in toygrad ships no Adapter" in proc.stdout
+    assert proc.stderr == "", proc.stderr[-2000:]  # no traceback
+
+
+def test_a_plugin_that_fails_to_load_is_reported_by_info(tmp_path: Path) -> None:
+    env = install_toy(tmp_path)
+    (tmp_path / "toygrad_gradrev-0.1.dist-info" / "entry_points.txt").write_text(
+        "[gradrev.backends]\ntoygrad = toy_broken\n"
+    )
+    (tmp_path / "toy_broken.py").write_text("raise RuntimeError('boom at import')\n")
+    proc = gradrev_cli(env, "info")
+    assert proc.returncode == 1, proc.stdout + proc.stderr[-2000:]
+    toy = [line for line in proc.stdout.splitlines() if line.startswith("toygrad ")]
+    assert toy and "does not import" in toy[0] and "boom at import" in toy[0], proc.stdout
+    assert proc.stderr == "", proc.stderr[-2000:]
+
+
 def test_reading_the_registry_imports_no_framework() -> None:
     names = [fw.module for fw in _registry.BUILTINS]
     code = (

@@ -14,34 +14,6 @@ from gradrev import _adapters, _reference, _registry, testing
 DTYPES = testing.DTYPES
 
 
-class _OnDevice:
-    """A built-in adapter bound to one device, with gradrev.testing.Adapter's face."""
-
-    def __init__(self, adapter: Any, device: str) -> None:
-        self.adapter, self.device = adapter, device
-        self.name, self.ops = adapter.name, adapter.ops
-
-    def tensor(self, a: Any) -> Any:
-        return self.adapter.tensor(a, self.device)
-
-    def scalar(self, value: float, dtype: str) -> Any:
-        return self.adapter.scalar(value, dtype, self.device)
-
-    def numpy(self, t: Any) -> Any:
-        return self.adapter.numpy(t)
-
-    def vjp(self, fn: Any, x: Any, g: Any, compiled: bool = False) -> Any:
-        return self.adapter.vjp(fn, x, g, compiled)
-
-    def flushes_subnormals(self) -> bool:
-        return bool(self.adapter.flushes_subnormals(self.device))
-
-
-def _devices(adapter: Any) -> list[str]:
-    has_gpu = getattr(adapter, "has_gpu", None)
-    return ["cpu", "gpu"] if has_gpu is not None and has_gpu() else ["cpu"]
-
-
 def run(backends: list[str] | None = None) -> dict[str, Any]:
     """Compare every backend's reversed gradient with the canonical PyTorch arithmetic.
 
@@ -56,8 +28,8 @@ def run(backends: list[str] | None = None) -> dict[str, Any]:
     for name in backends or _registry.installed_names():
         adapter = _adapters.adapter(name)
         frameworks[name] = {"version": _registry.version(name), "devices": _registry.devices(name)}
-        for device in _devices(adapter):
-            on = adapter if device == "cpu" else _OnDevice(adapter, device)
+        for device in _adapters.devices(adapter):
+            on = _adapters.on_device(adapter, device)
             flush = testing._flushes(on)
             for dtype_name in DTYPES:
                 if dtype_name == "bfloat16" and _reference.BFLOAT16 is None:

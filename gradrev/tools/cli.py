@@ -284,6 +284,15 @@ def _check(args: argparse.Namespace) -> int:
         return 2
     if _broken(backends or installed, "check"):
         return 2
+    for name in backends or installed:
+        fw = _registry.get(name)
+        if fw not in _registry.BUILTINS and not hasattr(fw.load(), "Adapter"):
+            print(
+                f"gradrev check: the backend plug-in {name} ships no Adapter, which check "
+                "needs to certify it (the adapter of gradrev.testing; see the Backends page "
+                "of the docs, 'What the tools read from a plug-in')"
+            )
+            return 2
     from gradrev.tools import check
 
     report = check.run(backends or installed)
