@@ -100,6 +100,17 @@ def test_paired_t_interval_matches_a_hand_computed_case() -> None:
     assert effect["mlx"]["mean_diff_points"] == pytest.approx(20.0)
     assert effect["mlx"]["ci95_points"][0] == pytest.approx(20 - 4.3027 / math.sqrt(3))
     assert effect["mlx"]["within_seed_noise"] is False
+    # An interval holding 0 is no evidence of a difference, even when a few seeds happen to
+    # sit closer together than the mean difference (seed SD 1, mean +1.7, CI about ±8).
+    close = {
+        "torch": {"dann": {"target_acc_per_seed": [0.50, 0.51, 0.52]}},
+        "tensorflow": {"dann": {"target_acc_per_seed": [0.53, 0.49, 0.56]}},  # +3, −2, +4
+    }
+    effect = framework_effect(close)["tensorflow"]
+    assert effect["seed_sd_points"] == pytest.approx(1.0)
+    assert effect["ci95_points"][0] < 0 < effect["ci95_points"][1]
+    assert effect["mean_diff_points"] == pytest.approx(5 / 3)
+    assert effect["within_seed_noise"] is True
 
 
 @pytest.fixture(scope="module")
