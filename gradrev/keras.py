@@ -253,6 +253,7 @@ class GradientReversal(_layer.LambdaState, keras.layers.Layer):  # type: ignore[
         return cls(**config)
 
 
+# private API [keras-variable-assign-hook]: docs/private-apis.md
 class _StateVariable(keras.Variable):  # type: ignore[misc]
     """A state variable of `GradientReversal` (λ, its bytes, the step count) whose every
     `assign` goes through the layer's checks: `Model.set_weights` and Keras' trainers write
@@ -279,6 +280,7 @@ def _concrete(value: Any) -> np.ndarray | None:
     if name == "jax":
         import jax
 
+        # private API [jax-core-tracer]: docs/private-apis.md
         if isinstance(value, jax.core.Tracer):
             return None
     elif name == "tensorflow":
@@ -298,6 +300,7 @@ def _filled(variable: Any) -> np.ndarray | None:
     """The variable's value, or None while Keras' JAX trainer has emptied it: during `fit`
     it sets `_value` (private) to None and refills the variables one by one through
     `assign`, so a sibling may not be refilled yet (it comes back as it was)."""
+    # private API [keras-variable-value-slot]: docs/private-apis.md
     if getattr(variable, "_value", 0) is None:
         return None
     return _array(variable.value)

@@ -79,12 +79,14 @@ class GradientReversal(_layer.LambdaState, torch.nn.Module):
         # the operator that torch.export and torch.jit.trace record too.
         if torch.jit.is_scripting():  # type: ignore[attr-defined]
             wide = x.dtype in (torch.float64, torch.complex128)
-            lam = self.lam.to(torch.float64 if wide else torch.float32, copy=True).view(())
-            return torch.ops.gradrev.reverse_lambda_tensor(x, lam)  # type: ignore[no-any-return]
+            copy = self.lam.to(torch.float64 if wide else torch.float32, copy=True).view(())
+            return torch.ops.gradrev.reverse_lambda_tensor(x, copy)  # type: ignore[no-any-return]
         # The buffer itself, not `self.lam`: nn.Module.__getattr__ costs about 1 µs a call,
         # a sixth of the eager forward (issue 23).
         # private API [torch-module-buffers]: docs/private-apis.md
-        lam = self._buffers["lam"]  # type: ignore[assignment]  # registered in __init__
+        # (No mypy ignore comment on these lines: TorchScript parses such comments as types.)
+        lam = self._buffers["lam"]
+        assert lam is not None  # registered in __init__
         if lam.dtype != torch.float64:  # a wrapper cast it behind our back (FSDP1's buffer_dtype)
             lam = self._uncast(lam)
         elif _plain_eager(x) and lam.is_cpu and not lam.is_inference():

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from gradrev._adapters import ADAPTERS
+from gradrev._adapters import adapter
 
 Finish = Callable[[np.ndarray], np.ndarray]  # the backward of a forward already taken
 
@@ -123,7 +123,7 @@ class TorchKind(LayerKind):
         from gradrev.torch import GradientReversal
 
         self.torch, self.cls = torch, GradientReversal
-        self.adapter = ADAPTERS["torch"]()
+        self.adapter = adapter("torch")
 
     def made_under(self, setup: str, lambda_: float) -> Any:
         t = self.torch
@@ -220,7 +220,7 @@ class NnxKind(_JaxKind):
         from gradrev.flax.nnx import GradientReversal
 
         self.jax, self.nnx, self.cls = jax, nnx, GradientReversal
-        self.adapter = ADAPTERS["jax"]()
+        self.adapter = adapter("jax")
 
     def steps(self, layer: Any) -> int:
         return int(layer.steps[...])
@@ -276,7 +276,7 @@ class LinenKind(_JaxKind):
         from gradrev.flax.linen import GradientReversal
 
         self.jax, self.cls = jax, GradientReversal
-        self.adapter = ADAPTERS["jax"]()
+        self.adapter = adapter("jax")
 
     def make(self, lambda_: float | None = None, schedule: Any = None) -> Any:
         return {"module": self.cls(1.0 if lambda_ is None else lambda_), "lambda_": None}
@@ -322,7 +322,7 @@ class KerasKind(LayerKind):
 
         self.keras, self.cls, self.scheduler = keras, GradientReversal, LambdaScheduler
         self.backend = keras.backend.backend()
-        self.adapter = ADAPTERS[self.backend]()
+        self.adapter = adapter(self.backend)
 
     def supports(self, setup: str, dtype: str) -> bool:
         return setup != "x32" or (self.backend == "jax" and dtype != "float64")
@@ -440,7 +440,7 @@ class MlxKind(LayerKind):
         from gradrev.mlx import GradientReversal
 
         self.mx, self.nn, self.cls = mx, nn, GradientReversal
-        self.adapter = ADAPTERS["mlx"]()
+        self.adapter = adapter("mlx")
 
     def made_under(self, setup: str, lambda_: float) -> Any:
         mx, layer = self.mx, self.make(lambda_)

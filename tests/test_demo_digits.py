@@ -53,10 +53,15 @@ def test_the_conv_layer_is_a_3x3_same_convolution() -> None:
     x = rng.normal(size=(2, 3, 4, 4, 3))  # (seeds, batch, side, side, channels)
     kernel = rng.normal(size=(2, 27, 5))  # rows: (dr, dc) major, input channel minor
     # the second block's kernel picks the centre pixel (k = 4) of each of its five channels
-    centre = np.zeros((2, 45, 5))
-    centre[:, 4 * 5 + np.arange(5), np.arange(5)] = 1
-    zero = np.zeros((2, 1, 5))
-    p = {"conv1": kernel, "conv1_bias": zero, "conv2": centre, "conv2_bias": zero}
+    centre = np.zeros((2, 5, 45))  # kernels are channels-first: (out, 9·in)
+    centre[:, np.arange(5), 4 * 5 + np.arange(5)] = 1
+    zero = np.zeros((2, 5, 1))
+    p = {
+        "conv1": kernel.transpose(0, 2, 1),
+        "conv1_bias": zero,
+        "conv2": centre,
+        "conv2_bias": zero,
+    }
     padded = np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1), (0, 0)))
     expected = np.zeros((2, 3, 4, 4, 5))
     for r in range(4):
@@ -65,7 +70,7 @@ def test_the_conv_layer_is_a_3x3_same_convolution() -> None:
             expected[:, :, r, c] = np.einsum("sbk,sko->sbo", window, kernel)
     relu = np.maximum(expected, 0)
     pooled = relu.reshape(2, 3, 2, 2, 2, 2, 5).max(axis=(3, 5))  # after the first block
-    h, stats = features(NUMPY, p, None, x)
+    h, stats = features(NUMPY, p, None, x.transpose(0, 4, 1, 2, 3))  # (S, c, B, side, side)
     assert stats == []  # no BatchNorm in this toy
     np.testing.assert_allclose(h, pooled.max(axis=(2, 3)).reshape(2, 3, 5), rtol=1e-12)
 
@@ -95,6 +100,17 @@ def test_paired_t_interval_matches_a_hand_computed_case() -> None:
     assert effect["mlx"]["mean_diff_points"] == pytest.approx(20.0)
     assert effect["mlx"]["ci95_points"][0] == pytest.approx(20 - 4.3027 / math.sqrt(3))
     assert effect["mlx"]["within_seed_noise"] is False
+    # An interval holding 0 is no evidence of a difference, even when a few seeds happen to
+    # sit closer together than the mean difference (seed SD 1, mean +1.7, CI about ±8).
+    close = {
+        "torch": {"dann": {"target_acc_per_seed": [0.50, 0.51, 0.52]}},
+        "tensorflow": {"dann": {"target_acc_per_seed": [0.53, 0.49, 0.56]}},  # +3, −2, +4
+    }
+    effect = framework_effect(close)["tensorflow"]
+    assert effect["seed_sd_points"] == pytest.approx(1.0)
+    assert effect["ci95_points"][0] < 0 < effect["ci95_points"][1]
+    assert effect["mean_diff_points"] == pytest.approx(5 / 3)
+    assert effect["within_seed_noise"] is True
 
 
 @pytest.fixture(scope="module")

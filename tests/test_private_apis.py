@@ -39,6 +39,8 @@ PATTERNS = {
     "tf-eager-record": r"\btensorflow\.python\b|\b_record\.",
     "keras-flatten-layers": r"\._flatten_layers\b",
     "keras-jax-state-sync": r"\bjax_state_sync\b",
+    "keras-variable-value-slot": r"[\"']_value[\"']|\bvariable\._value\b",
+    "keras-variable-assign-hook": r"\bclass \w+\(keras\.Variable\)",
     "jax-core-tracer": r"\bjax\.core\.",
     "flax-unsafe-bypass-check": r"\b_unsafe_bypass_check\b",
     "flax-raw-value-slot": r"\.raw_value\b|\"raw_value\"",

@@ -22,6 +22,7 @@ __all__ = ["GradientReversal", "context", "trainer"]
 
 OPS = SimpleNamespace(
     pad=lambda x: tf.pad(x, convnet.PAD),
+    transpose=tf.transpose,
     concat=lambda xs, axis: tf.concat(xs, axis),
     reshape=tf.reshape,
     mean=lambda x, axes, keepdims=False: tf.reduce_mean(x, axis=axes, keepdims=keepdims),

@@ -16,7 +16,8 @@ from gradrev.torch import GradientReversal
 __all__ = ["GradientReversal", "context", "trainer"]
 
 OPS = SimpleNamespace(
-    pad=lambda x: torch.nn.functional.pad(x, (0, 0, 1, 1, 1, 1)),
+    pad=lambda x: torch.nn.functional.pad(x, (1, 1, 1, 1)),
+    transpose=torch.permute,
     concat=torch.cat,
     reshape=torch.reshape,
     mean=lambda x, axes, keepdims=False: torch.mean(x, dim=axes, keepdim=keepdims),

@@ -6,14 +6,11 @@ import dataclasses
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from gradrev.tools.demo import stats
-
-if TYPE_CHECKING:
-    from gradrev.tools.demo.problem import Problem, Run
 
 _MODES = {"source_only": "source-only", "dann": "dann", "control": "dann, λ = 0"}
 
@@ -169,8 +166,8 @@ def figure(report: dict[str, Any], path: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    runs: dict[str, dict[str, list[Run]]] = report["_runs"]
-    problem: Problem = report["_problems"][0]
+    runs: dict[str, dict[str, list[Any]]] = report["_runs"]  # problem.Run (problem imports us)
+    problem = report["_problems"][0]  # a problem.Problem
     points = np.concatenate([problem.xs, problem.xt])
     lo, hi = points.min(0) - 0.5, points.max(0) + 0.5
     gx, gy = np.meshgrid(np.linspace(lo[0], hi[0], 200), np.linspace(lo[1], hi[1], 200))

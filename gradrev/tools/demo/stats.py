@@ -79,8 +79,10 @@ def framework_effect(results: dict[str, Any], reference: str = "torch") -> dict[
     """Per backend against ``reference``: the DANN model's per-seed target-accuracy
     difference, its paired-t CI, the reference's seed-to-seed SD and a verdict.
 
-    ``within_seed_noise`` is True when the CI holds 0 and the mean difference is no larger
-    than the seed-to-seed SD: the frameworks then differ by less than a new seed would.
+    ``within_seed_noise`` is False only when the CI excludes 0 and the mean difference is
+    larger than the seed-to-seed SD: the frameworks then differ, and by more than a new seed
+    would move the result. An interval holding 0 is no evidence of a difference, however
+    close together a few seeds happened to land.
     """
     if reference not in results:
         return {}
@@ -94,7 +96,8 @@ def framework_effect(results: dict[str, Any], reference: str = "torch") -> dict[
         ci = diff["ci95_points"]
         within = None
         if ci is not None and seed_sd is not None:
-            within = bool(ci[0] <= 0 <= ci[1] and abs(diff["mean_points"]) <= seed_sd)
+            differs = not ci[0] <= 0 <= ci[1]
+            within = not (differs and abs(diff["mean_points"]) > seed_sd)
         out[name] = {
             "mean_diff_points": diff["mean_points"],
             "ci95_points": ci,
