@@ -19,7 +19,6 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol, runtime_checkable
 
@@ -262,18 +261,12 @@ def to_dict(schedule: Any) -> dict[str, Any]:
 
 
 def _finite(obj: Any, name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not _fits(value):
+    """A Python number (not a bool), finite: the one finiteness check (`_lambda.finite`)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ValueError(
             f"{type(obj).__name__}: {name} must be a finite number, got {_lambda._short_repr(value)}"
         )
-
-
-def _fits(value: int | float) -> bool:
-    """Finite, and within float64's range (an int such as 10**400 is not)."""
-    try:
-        return math.isfinite(value)
-    except OverflowError:
-        return False
+    _lambda.finite(value, type(obj).__name__, name, name)
 
 
 def _positive(obj: Any, name: str, value: Any) -> None:

@@ -145,8 +145,10 @@ def test_jit_traces_once_over_steps() -> None:
 def test_bad_arguments_are_clear_errors() -> None:
     with pytest.raises(ValueError, match="total_steps must be a positive int, got 0"):
         schedules.dann(0)
-    with pytest.raises(ValueError, match="value must be a finite number"):
+    with pytest.raises(ValueError, match="Constant: value must be finite, got nan"):
         schedules.Constant(float("nan"))
+    with pytest.raises(ValueError, match="Constant: value must be a finite number, got 'a'"):
+        schedules.Constant("a")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="expected a dict with 'name'"):
         schedules.from_dict({"name": "cosine"})
     with pytest.raises(TypeError, match="step must be an int or a 0-d integer tensor"):
