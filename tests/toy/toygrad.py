@@ -27,21 +27,27 @@ class Tensor:
     def ndim(self) -> int:
         return self.value.ndim
 
-    # Forward-only arithmetic with Python numbers: enough for gradrev.schedules to step.
+    # Forward-only arithmetic with Python numbers: enough for gradrev.schedules to step. A
+    # Python number takes the tensor's float dtype (a "weak" scalar, as in torch, JAX and
+    # NumPy 2), so NumPy 1's promotion of float32 by a Python float to float64 never happens.
+    def _weak(self, other: float) -> Any:
+        floating = np.issubdtype(self.value.dtype, np.floating)
+        return np.asarray(other, self.value.dtype) if floating else other
+
     def __add__(self, other: float) -> Tensor:
-        return Tensor(self.value + other)
+        return Tensor(self.value + self._weak(other))
 
     def __sub__(self, other: float) -> Tensor:
-        return Tensor(self.value - other)
+        return Tensor(self.value - self._weak(other))
 
     def __mul__(self, other: float) -> Tensor:
-        return Tensor(self.value * other)
+        return Tensor(self.value * self._weak(other))
 
     def __truediv__(self, other: float) -> Tensor:
-        return Tensor(self.value / other)
+        return Tensor(self.value / self._weak(other))
 
     def __rtruediv__(self, other: float) -> Tensor:
-        return Tensor(other / self.value)
+        return Tensor(self._weak(other) / self.value)
 
     __radd__, __rmul__ = __add__, __mul__
 
