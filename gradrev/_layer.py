@@ -249,13 +249,24 @@ def is_rounding_of(value: float, exact: float) -> bool:
     return value in _roundings(exact)
 
 
-def exact_bytes(value: float) -> bytes:
-    """λ as the 8 bytes of its float64 (little-endian): the exact λ, which no cast rounds.
+def exact_bytes(value: float) -> Any:
+    """λ as the 8 bytes of its float64 (little-endian, ``uint8``): the exact λ, which no cast
+    rounds.
 
     Layers whose λ weight may be float32 (JAX without x64) keep these next to it, so that
-    x64 turned on later, or a file read by another backend, gets the exact λ back.
+    x64 turned on later, or a file read by another backend, gets the exact λ back; the MLX
+    layer stores λ as these bytes only.
     """
-    return struct.pack("<d", value)
+    import numpy as np  # here: the torch layer needs no NumPy
+
+    return np.frombuffer(struct.pack("<d", value), np.uint8)
+
+
+def from_exact_bytes(bits: Any) -> float:
+    """The λ that `exact_bytes` stored."""
+    import numpy as np
+
+    return float(np.asarray(bits, np.uint8).view("<f8")[0])
 
 
 def held_lambda(weight: float, exact: float) -> float:

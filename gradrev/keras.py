@@ -155,14 +155,14 @@ class GradientReversal(_layer.LambdaState, keras.layers.Layer):  # type: ignore[
         return _layer.held_lambda(weight, self._exact())
 
     def _exact(self) -> float:
-        return _from_bytes(_array(self.lam_bits.value))
+        return _layer.from_exact_bytes(_array(self.lam_bits.value))
 
     def _put_lambda(self, value: float) -> None:
         # Already checked: written past the variables' checks. A NumPy value, not the Python
         # float: TensorFlow's scalar-constant cache conflates -0.0 with 0.0, so assign(-0.0)
         # after a 0.0 anywhere stored +0.0 (flipping zeros' signs).
         keras.Variable.assign(self.lam, np.asarray(value, self.lam.dtype))
-        keras.Variable.assign(self.lam_bits, _exact_bytes(value))
+        keras.Variable.assign(self.lam_bits, _layer.exact_bytes(value))
 
     def _get_steps(self) -> int:
         self._journal.commit()
@@ -193,7 +193,7 @@ class GradientReversal(_layer.LambdaState, keras.layers.Layer):  # type: ignore[
         if len(weights) == 3:
             exact = _layer.restored_exact(_array(weights[2]), _WHERE)
             lam = _layer.fit_storage(_layer.held_lambda(lam, exact), dtype, _WHERE)
-        return [np.asarray(lam, dtype), np.asarray(steps, "int32"), _exact_bytes(lam)]
+        return [np.asarray(lam, dtype), np.asarray(steps, "int32"), _layer.exact_bytes(lam)]
 
     def _assigned(self, variable: Any, value: Any) -> Any:
         """Every write of a state variable (`Model.set_weights` assigns them directly, past
@@ -222,18 +222,20 @@ class GradientReversal(_layer.LambdaState, keras.layers.Layer):  # type: ignore[
             lam = _layer.restored_lambda(_scalar(array), dtype, _WHERE)
             bits = _filled(self.lam_bits)
             if bits is not None:
-                lam = _layer.held_lambda(lam, _from_bytes(bits))  # a rounding of λ reads as λ
-                keras.Variable.assign(self.lam_bits, _exact_bytes(lam))
+                lam = _layer.held_lambda(
+                    lam, _layer.from_exact_bytes(bits)
+                )  # a rounding of λ reads as λ
+                keras.Variable.assign(self.lam_bits, _layer.exact_bytes(lam))
             return np.asarray(lam, dtype)
         exact = _layer.restored_exact(array, _WHERE)
         weight = _filled(self.lam)
         if weight is None:
-            return _exact_bytes(exact)
+            return _layer.exact_bytes(exact)
         lam = _layer.held_lambda(float(weight), exact)
         if lam == exact:  # the weight holds these bytes or a rounding of them
             _layer.fit_storage(lam, dtype, _WHERE)
             keras.Variable.assign(self.lam, np.asarray(lam, dtype))
-        return _exact_bytes(lam)
+        return _layer.exact_bytes(lam)
 
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()
@@ -306,22 +308,14 @@ def _filled(variable: Any) -> np.ndarray | None:
     return _array(variable.value)
 
 
-def _from_bytes(bits: np.ndarray) -> float:
-    return float(np.asarray(bits, np.uint8).view("<f8")[0])
-
-
 def _array(value: Any) -> np.ndarray:
     return np.asarray(keras.ops.convert_to_numpy(value))
 
 
-def _exact_bytes(value: float) -> np.ndarray:
-    return np.frombuffer(_layer.exact_bytes(value), np.uint8)
-
-
 def _x64_now() -> bool:
-    import jax
+    from gradrev.backends.jax import x64_enabled  # Keras on JAX only
 
-    return bool(jax.config.read("jax_enable_x64"))  # type: ignore[no-untyped-call]
+    return x64_enabled()
 
 
 def _torch_float64() -> Any:

@@ -12,7 +12,6 @@ assert round(grl.lambda_, 4) == 0.0500
 
 from __future__ import annotations
 
-import struct
 from collections.abc import Callable
 from typing import Any
 
@@ -212,7 +211,7 @@ def _holds_bytes(value: mx.array) -> bool:
 
 def _bits(value: float) -> mx.array:
     """λ as the 8 bytes of its float64 (little-endian), which every float dtype holds exactly."""
-    return mx.array(list(struct.pack("<d", value)), mx.uint8)
+    return mx.array(_layer.exact_bytes(value))
 
 
 def _value(bits: mx.array) -> mx.array:

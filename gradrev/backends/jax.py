@@ -155,3 +155,8 @@ def schedule_math() -> ScheduleMath:
         jnp.exp,
         lambda s: jnp.maximum(s, 0.0),
     )
+
+
+def x64_enabled() -> bool:
+    """Whether jax_enable_x64 is on now (the flag or a `jax.enable_x64` context)."""
+    return bool(jax.config.read("jax_enable_x64"))  # type: ignore[no-untyped-call]

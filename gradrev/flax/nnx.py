@@ -139,7 +139,7 @@ class GradientReversal(_layer.LambdaState, nnx.Module):
         self.lam = ReversalState(jnp.asarray(value, self._lambda_dtype()))
         # λ's exact float64 bytes: with float32 `lam` (built without x64), x64 turned on later
         # still gives the float64 λ (`_lambda`).
-        self.lam_bits = ReversalState(jnp.asarray(_exact_bytes(value)))
+        self.lam_bits = ReversalState(jnp.asarray(_layer.exact_bytes(value)))
         self.steps = ReversalState(jnp.asarray(0, jnp.int32))
         self.schedule_config = ReversalState(jnp.asarray(_bytes(None)))
         self._schedule = None
@@ -156,7 +156,7 @@ class GradientReversal(_layer.LambdaState, nnx.Module):
     def _lambda(self) -> jax.Array:
         """λ for the forward: `lam`, or its exact float64 once x64 is on for a float32 `lam`."""
         lam = self.lam[...]
-        if lam.dtype != np.float32 or not _x64():
+        if lam.dtype != np.float32 or not backend.x64_enabled():
             return lam
         exact: jax.Array = _layer.exact_in_jax(lam, self.lam_bits[...])
         return exact
@@ -172,12 +172,12 @@ class GradientReversal(_layer.LambdaState, nnx.Module):
         lam = self.lam[...]
         if lam.dtype != np.float32:
             return float(lam)
-        exact = np.asarray(self.lam_bits[...], np.uint8).view("<f8")
-        return _layer.held_in_float32(float(lam), float(exact[0]))  # as `_lambda` reads it
+        exact = _layer.from_exact_bytes(self.lam_bits[...])
+        return _layer.held_in_float32(float(lam), exact)  # as `_lambda` reads it
 
     def _put_lambda(self, value: float) -> None:
         self.lam[...] = jnp.asarray(value, self.lam[...].dtype)
-        self.lam_bits[...] = jnp.asarray(_exact_bytes(value))
+        self.lam_bits[...] = jnp.asarray(_layer.exact_bytes(value))
 
     def _get_steps(self) -> int:
         return int(self.steps[...])
@@ -234,16 +234,7 @@ class GradientReversal(_layer.LambdaState, nnx.Module):
         value = _layer.lambda_at(schedule, steps, _WHERE)
         dtype = np.dtype(lam.dtype)
         value = _layer.fit_storage(value, dtype.name, _WHERE)
-        return np.asarray(value, dtype), _exact_bytes(value)
-
-
-def _x64() -> bool:
-    """Whether jax_enable_x64 is on now (the flag or a `jax.enable_x64` context)."""
-    return bool(jax.config.read("jax_enable_x64"))  # type: ignore[no-untyped-call]
-
-
-def _exact_bytes(value: float) -> np.ndarray:
-    return np.frombuffer(_layer.exact_bytes(value), np.uint8)
+        return np.asarray(value, dtype), _layer.exact_bytes(value)
 
 
 def _bytes(schedule: Any) -> np.ndarray:
