@@ -198,11 +198,7 @@ def figure(report: dict[str, Any], path: Path) -> Path:
             ax.set_yticks([])
     axes[0][0].legend(loc="lower left", fontsize=7)
     fig.suptitle("Inter-twinning moons, target rotated 35° (seed 0)")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path, dpi=110)
 
 
 def write_json(report: dict[str, Any], path: Path) -> None:
@@ -253,11 +249,7 @@ def digits_figure(report: dict[str, Any], path: Path) -> Path:
         ax.set_yticks([])
         ax.legend(loc="lower left", fontsize=7, markerscale=3)
     fig.suptitle("Digits → digits-M (seed 0): test images and their features")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path, dpi=100)
 
 
 def _images(report: dict[str, Any], split: str) -> np.ndarray:
@@ -265,3 +257,12 @@ def _images(report: dict[str, Any], split: str) -> np.ndarray:
 
     data = digits_m(report["config"]["data_seed"])
     return np.asarray(getattr(data, split)[:8])
+
+
+def _save(plt: Any, fig: Any, path: Path, dpi: int) -> Path:
+    """Lay out, write (making the folder) and close a figure."""
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+    return path
