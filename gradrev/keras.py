@@ -66,8 +66,9 @@ class GradientReversal(_layer.LambdaState, keras.layers.Layer):  # type: ignore[
     `jax_enable_x64`, next to λ's exact float64 bytes) that is never autocast, and inputs
     keep their dtype. λ (`lambda`, `lambda_bits`) and the step count (`steps`) are saved in
     `.keras` files, the schedule in the config; every load (`.keras`, `load_weights`, the
-    layer's or the model's `set_weights`) is checked as the constructor checks λ. Changing λ never retraces `fit`, and a backward always uses the λ its forward
-    saw. A layer with a schedule trained by `fit` without `LambdaScheduler` warns.
+    layer's or the model's `set_weights`) is checked as the constructor checks λ. Changing λ
+    never retraces `fit`, and a backward always uses the λ its forward saw. A layer with a
+    schedule trained by `fit` without `LambdaScheduler` warns.
 
     Args:
         lambda_: the constant λ (default 1.0). Not allowed together with `schedule`.
